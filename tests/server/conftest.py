@@ -1,0 +1,90 @@
+"""Real servers on port 0 and real WebSocket clients for the server tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from ticker_server.app import TickerServer
+from ticker_server.config import ServerConfig
+from ticker_server.protocol import ServerMessage, decode_server_message
+
+TIMEOUT = float(os.environ.get("TICKER_TEST_TIMEOUT", "5"))
+"""Upper bound for any single wait in a test; raise it on a slow machine."""
+
+
+class Peer:
+    """A protocol v1 client for tests: typed receive with a deadline."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def recv(self, timeout: float = TIMEOUT) -> ServerMessage:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        message = decode_server_message(raw)
+        assert message is not None, f"unknown message type: {raw!r}"
+        return message
+
+    async def expect(self, kind: str, timeout: float = TIMEOUT) -> Any:
+        """Receive until a message of ``kind`` arrives; ticks and heartbeats before it are skipped."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv(timeout)
+                if message.type == kind:
+                    return message
+
+
+ServerFactory = Callable[..., Awaitable[TickerServer]]
+PeerFactory = Callable[..., Awaitable[Peer]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    """Start real servers on 127.0.0.1:0 with overrides of a fast test config; all stop at teardown."""
+    started: list[TickerServer] = []
+
+    async def factory(**overrides: Any) -> TickerServer:
+        settings: dict[str, Any] = {"port": 0, "tick_rate": 50.0, "seed": 7, "max_rate": 0.0}
+        settings.update(overrides)
+        server = TickerServer(ServerConfig(**settings))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> TickerServer:
+    return await make_server()
+
+
+@pytest.fixture
+async def make_peer() -> AsyncIterator[PeerFactory]:
+    """Connect real clients; the hello is consumed and checked; all close at teardown."""
+    peers: list[Peer] = []
+
+    async def factory(url: str, **kwargs: Any) -> Peer:
+        # An unbounded queue: a test that stops reading must not stall the close handshake.
+        kwargs.setdefault("max_queue", None)
+        ws = await connect(url, max_size=None, **kwargs)
+        peer = Peer(ws)
+        peers.append(peer)
+        hello = await peer.recv()
+        assert hello.type == "hello"
+        return peer
+
+    yield factory
+    for peer in peers:
+        await peer.ws.close()

@@ -1,0 +1,134 @@
+"""The ticker-server command as a user runs it: a real process, flags, signals and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from ticker_server.cli import parse_args
+
+from .conftest import TIMEOUT
+
+
+async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Run ``python -m ticker_server`` and return it with the URL from its 'serving' log line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ticker_server",
+        "--port",
+        "0",
+        *flags,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    async with asyncio.timeout(TIMEOUT * 2):
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "server exited before serving"
+            if "serving ws://" in line:
+                return proc, line.split("serving ", 1)[1].strip()
+
+
+async def test_sigterm_closes_clients_1001_and_exits_0() -> None:
+    """SIGTERM gives every client close code 1001 and the process exits 0 within 5 s."""
+    proc, url = await start_server("--tick-rate", "20")
+    async with connect(url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL"]}))
+        await ws.recv()
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 1001
+    assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+async def test_sigint_exits_0() -> None:
+    """Ctrl-C (SIGINT) is a clean shutdown too."""
+    proc, _ = await start_server()
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+def test_print_schema() -> None:
+    """--print-schema prints the JSON Schema and exits 0."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ticker_server", "--print-schema"],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    schema = json.loads(out.stdout)
+    assert "client_to_server" in schema and "server_to_client" in schema
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--tick-rate", "0"], "--tick-rate"),
+        (["--symbols", "AAPL,bad symbol!"], "--symbols"),
+        (["--symbols", "AAPL,AAPL"], "--symbols"),
+        (["gateway"], "--broker"),
+        (["--certfile", "x.pem"], "--keyfile"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(flags: list[str], complaint: str) -> None:
+    """A bad flag exits 2 and names the flag, before anything starts."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ticker_server", *flags], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert complaint in out.stderr
+
+
+def test_flags_build_the_config() -> None:
+    """Flag names are a contract: each lands in the config."""
+    config, _ = parse_args(
+        [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--symbols",
+            "aapl,MSFT",
+            "--tick-rate",
+            "7",
+            "--seed",
+            "3",
+            "--max-rate",
+            "9",
+            "--history",
+            "50",
+        ]
+    )
+    assert (config.host, config.port, config.symbols) == ("0.0.0.0", 0, ("AAPL", "MSFT"))
+    assert (config.tick_rate, config.seed, config.max_rate, config.history) == (7.0, 3, 9.0, 50)
+
+
+def test_port_in_use_is_a_clear_error_not_a_traceback() -> None:
+    """Starting on a port that is taken logs why and exits 1."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "ticker_server", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,158 @@
+"""The shared message models: round-trips, strict request validation, and the hot-path tick encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ticker_server.protocol import (
+    Error,
+    Heartbeat,
+    Hello,
+    ListSymbols,
+    Ping,
+    Pong,
+    ProtocolError,
+    Snapshot,
+    Subscribe,
+    Subscribed,
+    SymbolInfo,
+    Symbols,
+    Tick,
+    Ticks,
+    Unsubscribe,
+    Unsubscribed,
+    decode_request,
+    decode_server_message,
+    encode,
+    encode_tick,
+    json_schema,
+)
+
+TICK = Tick(
+    symbol="AAPL",
+    seq=1234,
+    ts=1764130000.123456,
+    price=187.42,
+    bid=187.41,
+    ask=187.43,
+    size=300,
+    volume=1843200,
+)
+
+SERVER_MESSAGES = [
+    Hello(symbols=["AAPL", "MSFT"], max_rate=50, heartbeat=5, epoch="e1"),
+    Subscribed(symbols=["AAPL"], id="a"),
+    Unsubscribed(symbols=[], id=3),
+    Snapshot(symbol="AAPL", ticks=[TICK]),
+    Ticks(
+        ticks=[
+            TICK,
+            TICK.model_copy(update={"seq": 1240, "merged": 6, "high": 188.0, "low": 187.0}),
+        ]
+    ),
+    Symbols(symbols=[SymbolInfo(symbol="AAPL", name="Apple Inc.", price=187.42)]),
+    Pong(ts=1.5, id=None),
+    Heartbeat(ts=2.5),
+    Error(code="unknown_symbol", message="symbols: unknown symbol(s) 'X'", id=7, symbols=["X"]),
+]
+
+
+@pytest.mark.parametrize("message", SERVER_MESSAGES, ids=lambda m: m.type)
+def test_server_messages_round_trip(message: object) -> None:
+    """Every server message encodes to JSON with its type and decodes back equal."""
+    data = encode(message)  # type: ignore[arg-type]
+    assert json.loads(data)["type"] == message.type  # type: ignore[attr-defined]
+    assert decode_server_message(data) == message
+
+
+@pytest.mark.parametrize(
+    "request_model",
+    [
+        Subscribe(
+            type="subscribe", symbols=["AAPL"], max_rate=4, snapshot=200, since={"AAPL": 5}, id=1
+        ),
+        Unsubscribe(type="unsubscribe", symbols=["AAPL"], id="x"),
+        ListSymbols(type="list_symbols"),
+        Ping(type="ping", id=9),
+    ],
+    ids=lambda m: m.type,
+)
+def test_client_requests_round_trip(request_model: object) -> None:
+    """Every client request encodes and decodes back equal."""
+    assert decode_request(encode(request_model)) == request_model  # type: ignore[arg-type]
+
+
+def test_unknown_fields_and_types_are_ignored_by_clients() -> None:
+    """A client decoder skips unknown message types and unknown fields (the server may add them)."""
+    assert decode_server_message('{"type":"news","headline":"x"}') is None
+    hello = decode_server_message(
+        '{"type":"hello","protocol":1,"server":"s","symbols":[],"max_rate":1,"heartbeat":5,"new":1}'
+    )
+    assert isinstance(hello, Hello)
+
+
+def test_request_id_survives_a_bad_request() -> None:
+    """A request with a usable id gets it back on its error."""
+    with pytest.raises(ProtocolError) as info:
+        decode_request('{"type":"subscribe","symbols":"AAPL","id":"r1"}')
+    assert info.value.code == "bad_request" and info.value.request_id == "r1"
+    assert "symbols" in info.value.message
+
+
+def test_deeply_nested_json_is_a_bad_request() -> None:
+    """Nesting deep enough to exhaust the parser is reported, not raised."""
+    with pytest.raises(ProtocolError) as info:
+        decode_request("[" * 100_000 + "]" * 100_000)
+    assert info.value.code == "bad_request"
+
+
+def test_schema_covers_both_directions() -> None:
+    """The published JSON Schema names every message type of both directions."""
+    text = json.dumps(json_schema())
+    for kind in [
+        "subscribe",
+        "unsubscribe",
+        "list_symbols",
+        "ping",
+        "hello",
+        "subscribed",
+        "unsubscribed",
+        "snapshot",
+        "ticks",
+        "symbols",
+        "pong",
+        "heartbeat",
+        "error",
+    ]:
+        assert f'"{kind}"' in text
+
+
+cents = st.integers(1, 10_000_000).map(lambda c: c / 100)
+
+
+@given(
+    seq=st.integers(1, 2**53),
+    ts=st.floats(0, 4e9),
+    price=cents,
+    size=st.integers(0, 10**9),
+    volume=st.integers(0, 2**53),
+    merged=st.integers(1, 10**6),
+    high=cents,
+    low=cents,
+)
+def test_encode_tick_matches_the_model(
+    seq: int, ts: float, price: float, size: int, volume: int, merged: int, high: float, low: float
+) -> None:
+    """The hand-written hot-path encoder produces exactly what the Tick model validates to."""
+    data = encode_tick("BRK.B", seq, ts, price, price, price, size, volume, merged, high, low)
+    tick = Tick.model_validate_json(data)
+    assert (tick.seq, tick.price, tick.size, tick.volume) == (seq, price, size, volume)
+    assert abs(tick.ts - ts) <= 1e-6
+    if merged > 1:
+        assert (tick.merged, tick.high, tick.low) == (merged, high, low)
+    else:
+        assert tick.merged is None and tick.high is None and tick.low is None

@@ -1,0 +1,60 @@
+"""The server's settings, one frozen dataclass shared by the CLI, the app and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Role", "ServerConfig"]
+
+Role = Literal["all", "feed", "gateway"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a ticker server needs to know; every field has a documented default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    """0 picks a free port."""
+    symbols: tuple[str, ...] | None = None
+    """None: the built-in universe of about 20 well-known tickers."""
+    tick_rate: float = 5.0
+    """Mean generated ticks per second per symbol."""
+    seed: int | None = None
+    max_rate: float = 50.0
+    """Cap on updates per second per symbol per client; 0 means no cap."""
+    history: int = 1000
+    """Ticks kept per symbol for snapshots and resume."""
+    heartbeat: float = 5.0
+    """Seconds of silence after which a client gets a heartbeat."""
+    max_symbols: int = 200
+    """Symbols one connection may hold."""
+    max_buffer: int = 32 * 1024
+    """Bytes waiting in a client's write buffer above which nothing more is written to it."""
+    slow_grace: float = 30.0
+    """Seconds a client may stay above max_buffer before it is closed with 1013."""
+    sndbuf: int | None = None
+    """SO_SNDBUF for client sockets; None leaves the kernel's autotuning (up to ~4 MB per socket),
+    which hides a slow consumer from the server until that much is queued."""
+    request_rate: float = 20.0
+    request_burst: float = 50.0
+    max_connections: int = 10_000
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    open_timeout: float = 10.0
+    compression: bool = False
+    """permessage-deflate; off by default (CPU cost and compression amplification)."""
+    tokens: tuple[str, ...] = ()
+    """Accepted bearer tokens; empty means no authentication."""
+    allow_origins: tuple[str, ...] = ()
+    """Accepted Origin headers; empty means any."""
+    certfile: str | None = None
+    keyfile: str | None = None
+    broker: str | None = None
+    """redis://HOST:PORT/DB to run as a feed or gateway behind Redis; None: the in-process bus."""
+    role: Role = "all"
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.certfile else "ws"

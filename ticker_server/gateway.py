@@ -1,0 +1,431 @@
+"""The WebSocket side: connections, requests, and the non-blocking fan-out.
+
+Every write to a client is synchronous: the frame goes into its transport
+without awaiting, and a client whose write buffer is above the high-water mark
+is simply not written to (its updates keep conflating in :mod:`.conflation`)
+until it drains, or is closed with 1013 after a grace period. So the feed never
+waits for a client and one stalled client never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from .config import ServerConfig
+from .conflation import Fanout, Subscriber
+from .limits import TokenBucket
+from .protocol import (
+    Error,
+    Heartbeat,
+    Hello,
+    ListSymbols,
+    Ping,
+    Pong,
+    ProtocolError,
+    Snapshot,
+    Subscribe,
+    Subscribed,
+    SymbolInfo,
+    Symbols,
+    Tick,
+    Unsubscribe,
+    Unsubscribed,
+    decode_request,
+    encode,
+)
+
+__all__ = ["Client", "Gateway", "GatewayStats"]
+
+log = logging.getLogger("ticker_server.gateway")
+
+CLOSE_SLOW_CONSUMER = 1013
+CLOSE_POLICY = 1008
+ABUSE_LIMIT = 100
+"""Refused requests in a row after which a client is closed with 1008."""
+MAINTENANCE_PERIOD = 0.05
+
+
+@dataclass(eq=False)
+class Client(Subscriber):
+    """A connected client: its subscriptions plus what the I/O layer tracks."""
+
+    connection: ServerConnection | None = None
+    connected_at: float = 0.0
+    last_write: float = 0.0
+    blocked_since: float = 0.0
+    delivered: int = 0
+    bucket: TokenBucket | None = None
+    closing: bool = False
+
+
+@dataclass
+class GatewayStats:
+    """Counters the metrics endpoint and benchmarks read."""
+
+    connections: int = 0
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    slow_closes: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Gateway:
+    """Serves protocol v1 on WebSocket connections, fed by :meth:`on_ticks`.
+
+    Args:
+        config: the server's settings.
+        listings: the symbol universe (names and starting prices).
+        epoch: the feed's epoch, sent in hello.
+        clock: wall-clock seconds, injected for tests.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        listings: Sequence[SymbolInfo],
+        epoch: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.listings = {info.symbol: info for info in listings}
+        self.epoch = epoch
+        self.clock = clock
+        self.fanout = Fanout(config.history)
+        for symbol in self.listings:
+            self.fanout.book(symbol)
+        self.clients: set[Client] = set()
+        self.stats = GatewayStats()
+        self.feed_available = True
+        self._cap = config.max_rate
+        self._pending: set[Client] = set()
+        self._blocked: set[Client] = set()
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._hello = encode(
+            Hello(
+                symbols=list(self.listings),
+                max_rate=config.max_rate,
+                heartbeat=config.heartbeat,
+                epoch=epoch,
+            )
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def stop(self) -> None:
+        """Cancel the gateway's own tasks (connections are closed by the server)."""
+        for handle in (self._flush_handle, self._timer):
+            if handle is not None:
+                handle.cancel()
+        tasks = [t for t in (self._maintenance, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- feed input ----------------------------------------------------------------
+
+    def on_ticks(self, ticks: Sequence[Tick]) -> None:
+        """Bus callback: take a batch, and flush soon to whoever has something ready."""
+        dirty = self.fanout.ingest(ticks)
+        if dirty:
+            self._pending.update(cast(set[Client], dirty))
+            self._schedule_flush()
+
+    def on_status(self, available: bool, reason: str) -> None:
+        """Bus callback: tell every client when the feed goes away, and log when it is back."""
+        if available == self.feed_available:
+            return
+        self.feed_available = available
+        if available:
+            log.info("feed available again")
+            return
+        log.warning("feed unavailable: %s", reason)
+        data = encode(Error(code="feed_unavailable", message=f"market feed unavailable: {reason}"))
+        now = self.clock()
+        for client in list(self.clients):
+            self._write(client, data, now)
+
+    # -- the fan-out -----------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        now = self.clock()
+        pending, self._pending = self._pending, set()
+        take_frame = self.fanout.take_frame
+        for client in pending:
+            if client.blocked or client.closed:
+                continue
+            frame = take_frame(client, now)
+            if frame is not None:
+                client.delivered += frame.count(b'"seq"')
+                self._write(client, frame, now)
+        self._arm_timer(now)
+
+    def _arm_timer(self, now: float) -> None:
+        due = self.fanout.wheel.next_time()
+        if due is None or (self._timer is not None and self._timer_due <= due):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = asyncio.get_running_loop().call_later(max(due - now, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        dirty = self.fanout.advance(self.clock())
+        if dirty:
+            self._pending.update(cast(set[Client], dirty))
+        if self._pending:
+            self._flush()
+        else:
+            self._arm_timer(self.clock())
+
+    def _write(self, client: Client, data: bytes, now: float) -> None:
+        """Queue one text frame on the client's transport without waiting."""
+        conn = client.connection
+        if conn is None or client.closing or conn.protocol.state is not State.OPEN:
+            return
+        try:
+            conn.protocol.send_text(data)
+            conn.send_data()
+        except Exception as exc:  # a transport torn down under us; the handler cleans up
+            log.debug("write to %s failed: %r", client.name, exc)
+            return
+        client.last_write = now
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(data)
+        if not client.blocked and conn.transport.get_write_buffer_size() > self.config.max_buffer:
+            client.blocked = True
+            client.blocked_since = now
+            self._blocked.add(client)
+
+    def _send(
+        self, client: Client, message: Subscribed | Unsubscribed | Snapshot | Symbols | Pong | Error
+    ) -> None:
+        if isinstance(message, Error):
+            self.stats.errors[message.code] = self.stats.errors.get(message.code, 0) + 1
+        self._write(client, encode(message), self.clock())
+
+    async def _maintain(self) -> None:
+        """Unblock drained clients, close ones stuck too long, and send heartbeats."""
+        next_heartbeat = 0.0
+        while True:
+            await asyncio.sleep(MAINTENANCE_PERIOD)
+            now = self.clock()
+            for client in list(self._blocked):
+                conn = client.connection
+                if client.closed or conn is None:
+                    self._blocked.discard(client)
+                elif conn.transport.get_write_buffer_size() <= self.config.max_buffer // 2:
+                    client.blocked = False
+                    self._blocked.discard(client)
+                    self._pending.add(client)
+                    self._schedule_flush()
+                elif now - client.blocked_since > self.config.slow_grace:
+                    self._blocked.discard(client)
+                    self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
+            if now >= next_heartbeat:
+                next_heartbeat = now + min(1.0, self.config.heartbeat / 2)
+                self._heartbeats(now)
+
+    def _heartbeats(self, now: float) -> None:
+        quiet = now - self.config.heartbeat
+        data: bytes | None = None
+        for client in self.clients:
+            if client.last_write <= quiet and not client.blocked:
+                data = data or encode(Heartbeat(ts=now))
+                self._write(client, data, now)
+
+    def _close(self, client: Client, code: int, reason: str) -> None:
+        conn = client.connection
+        if conn is None or client.closing:
+            return
+        client.closing = True
+        if code == CLOSE_SLOW_CONSUMER:
+            self.stats.slow_closes += 1
+            log.warning(
+                "closing slow consumer %s after %.0f s above the buffer limit",
+                client.name,
+                self.clock() - client.blocked_since,
+            )
+        self.fanout.remove(client)
+        task = asyncio.get_running_loop().create_task(conn.close(code, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connections and requests ----------------------------------------------------
+
+    async def handler(self, conn: ServerConnection) -> None:
+        """Serve one connection until it closes."""
+        now = self.clock()
+        peer = conn.remote_address
+        client = Client(
+            name=f"{peer[0]}:{peer[1]}" if peer else "?",
+            connection=conn,
+            connected_at=now,
+            bucket=TokenBucket(self.config.request_rate, self.config.request_burst, now),
+        )
+        if self.config.sndbuf:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        self.clients.add(client)
+        self.stats.connections += 1
+        self._write(client, self._hello, now)
+        try:
+            async for message in conn:
+                self.handle(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.fanout.remove(client)
+            self.clients.discard(client)
+            self._blocked.discard(client)
+            self._pending.discard(client)
+            log.info(
+                "disconnect %s after %.1f s, code %s, %d ticks delivered",
+                client.name,
+                self.clock() - client.connected_at,
+                conn.close_code,
+                client.delivered,
+            )
+
+    def handle(self, client: Client, message: str | bytes) -> None:
+        """Act on one request; every failure becomes an error message, never an exception."""
+        now = self.clock()
+        assert client.bucket is not None
+        if not client.bucket.take(now):
+            if client.bucket.refused_in_a_row >= ABUSE_LIMIT:
+                log.warning("closing %s: request rate abuse", client.name)
+                self._close(client, CLOSE_POLICY, "request rate limit exceeded")
+            elif client.bucket.refused_in_a_row == 1 or client.bucket.refused_in_a_row % 10 == 0:
+                log.warning("rate limiting %s", client.name)
+            self._send(client, Error(code="rate_limited", message="too many requests; slow down"))
+            return
+        if isinstance(message, bytes):
+            self._send(
+                client,
+                Error(
+                    code="bad_request", message="binary frames are not supported; send JSON text"
+                ),
+            )
+            return
+        try:
+            request = decode_request(message)
+            if isinstance(request, Subscribe):
+                self._subscribe(client, request)
+            elif isinstance(request, Unsubscribe):
+                self._unsubscribe(client, request)
+            elif isinstance(request, ListSymbols):
+                self._send(client, Symbols(symbols=self._symbol_infos(), id=request.id))
+            elif isinstance(request, Ping):
+                self._send(client, Pong(ts=self.clock(), id=request.id))
+        except ProtocolError as exc:
+            self._send(client, exc.to_message())
+        except Exception:
+            log.exception("internal error handling a request from %s", client.name)
+            self._send(client, Error(code="internal_error", message="internal server error"))
+
+    def _symbol_infos(self) -> list[SymbolInfo]:
+        infos = []
+        for symbol, info in self.listings.items():
+            latest = self.fanout.books[symbol].latest
+            infos.append(
+                info if latest is None else info.model_copy(update={"price": latest.price})
+            )
+        return infos
+
+    def _split(self, symbols: list[str]) -> tuple[list[str], list[str]]:
+        known: list[str] = []
+        unknown: list[str] = []
+        for raw in symbols:
+            symbol = raw.strip().upper()
+            target = known if symbol in self.listings else unknown
+            if symbol not in known and raw not in unknown:
+                target.append(symbol if target is known else raw)
+        return known, unknown
+
+    def _unknown(self, client: Client, unknown: list[str], rid: str | int | None) -> None:
+        shown = ", ".join(repr(s[:20]) for s in unknown[:10]) + (
+            " ..." if len(unknown) > 10 else ""
+        )
+        self._send(
+            client,
+            Error(
+                code="unknown_symbol",
+                message=f"symbols: unknown symbol(s) {shown}",
+                id=rid,
+                symbols=[s[:20] for s in unknown[:100]],
+            ),
+        )
+
+    def _subscribe(self, client: Client, request: Subscribe) -> None:
+        known, unknown = self._split(request.symbols)
+        added = [s for s in known if s not in client.symbols]
+        if len(client.symbols) + len(added) > self.config.max_symbols:
+            raise ProtocolError(
+                "too_many_symbols",
+                f"symbols: a connection may hold at most {self.config.max_symbols} symbols "
+                f"({len(client.symbols)} held, {len(added)} more asked); nothing was changed",
+                request.id,
+            )
+        if unknown:
+            self._unknown(client, unknown, request.id)
+        rate = request.max_rate or self._cap
+        if self._cap > 0:
+            rate = min(rate, self._cap)
+        interval = 1.0 / rate if rate > 0 else 0.0
+        since = request.since or {}
+        snapshots: list[tuple[str, list[bytes]]] = []
+        for symbol in known:
+            if symbol not in added:
+                self.fanout.subscribe(client, symbol, interval)
+                continue
+            book = self.fanout.books[symbol]
+            held = since.get(symbol)
+            gap = book.since(held) if held is not None else None
+            if gap is not None:
+                snapshots.append((symbol, gap))
+            elif request.snapshot > 0:
+                snapshots.append((symbol, book.snapshot(request.snapshot)))
+            self.fanout.subscribe(client, symbol, interval)
+        self._send(client, Subscribed(symbols=list(client.symbols), id=request.id))
+        now = self.clock()
+        for symbol, parts in snapshots:
+            self._write(
+                client,
+                b'{"type":"snapshot","symbol":"'
+                + symbol.encode()
+                + b'","ticks":['
+                + b",".join(parts)
+                + b"]}",
+                now,
+            )
+
+    def _unsubscribe(self, client: Client, request: Unsubscribe) -> None:
+        known, unknown = self._split(request.symbols)
+        if unknown:
+            self._unknown(client, unknown, request.id)
+        for symbol in known:
+            self.fanout.unsubscribe(client, symbol)
+        self._send(client, Unsubscribed(symbols=list(client.symbols), id=request.id))
