@@ -209,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # websockets logs request lines at DEBUG, and a request line may carry ?token=...
+    logging.getLogger("websockets").setLevel(
+        max(logging.INFO, logging.getLevelName(args.log_level))
+    )
     try:
         asyncio.run(_run(config))
     except OSError as exc:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -68,6 +69,9 @@ class Client(Subscriber):
     closing: bool = False
 
 
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
 @dataclass
 class GatewayStats:
     """Counters the metrics endpoint and benchmarks read."""
@@ -77,6 +81,13 @@ class GatewayStats:
     bytes_sent: int = 0
     slow_closes: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    """Send latency (tick ts to its flush) per bucket of LATENCY_BUCKETS, the last one +Inf."""
+    latency_sum: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
 
 
 class Gateway:
@@ -108,6 +119,7 @@ class Gateway:
         self.feed_available = True
         self._cap = config.max_rate
         self._pending: set[Client] = set()
+        self._oldest_pending_ts: float | None = None
         self._blocked: set[Client] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -144,6 +156,8 @@ class Gateway:
         """Bus callback: take a batch, and flush soon to whoever has something ready."""
         dirty = self.fanout.ingest(ticks)
         if dirty:
+            if self._oldest_pending_ts is None:
+                self._oldest_pending_ts = ticks[0].ts
             self._pending.update(cast(set[Client], dirty))
             self._schedule_flush()
 
@@ -170,6 +184,10 @@ class Gateway:
     def _flush(self) -> None:
         self._flush_handle = None
         now = self.clock()
+        if self._oldest_pending_ts is not None:
+            # Once per flush, not per client: how long the oldest tick in it waited for its write.
+            self.stats.observe_latency(max(now - self._oldest_pending_ts, 0.0))
+            self._oldest_pending_ts = None
         pending, self._pending = self._pending, set()
         take_frame = self.fanout.take_frame
         for client in pending:
@@ -291,6 +309,7 @@ class Gateway:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
         self.clients.add(client)
         self.stats.connections += 1
+        log.info("connect %s", client.name)
         self._write(client, self._hello, now)
         try:
             async for message in conn:

@@ -6,8 +6,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from .gateway import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from .app import TickerServer
@@ -67,6 +74,19 @@ class _ServerCollector(Collector):
         for code, count in sorted(stats.errors.items()):
             errors.add_metric([code], count)
         yield errors
+        buckets = []
+        cumulative = 0
+        for bound, count in zip(
+            (*LATENCY_BUCKETS, float("inf")), stats.latency_counts, strict=True
+        ):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            "ticker_send_latency_seconds",
+            "Time from a tick's generation to the flush that writes it to clients",
+            buckets=buckets,
+            sum_value=stats.latency_sum,
+        )
 
 
 def render_metrics(server: TickerServer) -> tuple[bytes, str]:

@@ -146,7 +146,7 @@ class Subscribe(_Request):
 
     type: Literal["subscribe"]
     symbols: list[str] = Field(min_length=1)
-    max_rate: float | None = Field(default=None, gt=0)
+    max_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     snapshot: int = Field(default=0, ge=0)
     since: dict[str, int] | None = None
 
