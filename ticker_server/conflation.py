@@ -35,6 +35,7 @@ __all__ = [
     "FRAME_SUFFIX",
     "Fanout",
     "Subscriber",
+    "SubscriberGroup",
     "SymbolBook",
     "SymbolState",
     "TimerWheel",
@@ -45,6 +46,11 @@ FRAME_PREFIX = b'{"type":"ticks","ticks":['
 FRAME_SUFFIX = b"]}"
 PRICE_RING = 65536
 """Prices kept per symbol for the high and low of conflated updates."""
+
+
+UNMERGED_MAX = 16
+"""An unthrottled subscriber at most this many ticks behind gets each of them; further behind
+(a slow consumer catching up) it gets one conflated update, so what it sees is fresh."""
 
 
 def ticks_frame(parts: Sequence[bytes]) -> bytes:
@@ -107,6 +113,13 @@ class SymbolBook:
             return []
         held = len(self._encoded)
         return list(self._encoded)[max(held - count, 0) :]
+
+    def recent(self, count: int) -> list[bytes] | None:
+        """The newest ``count`` ticks, oldest first, or None when fewer are held."""
+        encoded = self._encoded
+        if count > len(encoded):
+            return None
+        return [encoded[i] for i in range(-count, 0)]
 
     def since(self, seq: int) -> list[bytes] | None:
         """The ticks after ``seq``, or None when some of them are no longer held."""
@@ -185,6 +198,22 @@ class Subscriber:
     blocked: bool = False
     """Set by the I/O layer while the client's socket is above its high-water mark."""
     closed: bool = False
+    group: SubscriberGroup | None = None
+    """The group this subscriber currently rides with; its own states are idle meanwhile."""
+
+
+@dataclass(eq=False)
+class SubscriberGroup(Subscriber):
+    """Unthrottled subscribers of the same symbols, in step: one cursor, one frame for all.
+
+    Clients that want every tick of the same symbols receive identical frames,
+    so the fan-out visits the group once per tick and builds its frame once;
+    the I/O layer writes that frame to each member. A member that falls behind
+    (its socket fills up) or changes its subscription leaves with the group's
+    position and carries on alone.
+    """
+
+    members: set[Subscriber] = field(default_factory=set)
 
 
 class TimerWheel:
@@ -212,7 +241,7 @@ class TimerWheel:
 
     def pop_due(self, now: float) -> list[tuple[Subscriber, str, SymbolState]]:
         due: list[tuple[Subscriber, str, SymbolState]] = []
-        limit = now / self.resolution
+        limit = now / self.resolution + 1e-6  # next_time() * resolution must count as due
         while self._heap and self._heap[0] <= limit:
             due.extend(self._slots.pop(heapq.heappop(self._heap)))
         return due
@@ -235,6 +264,7 @@ class Fanout:
         self.books: dict[str, SymbolBook] = {}
         self.armed: dict[str, set[Subscriber]] = {}
         self.wheel = TimerWheel(resolution)
+        self.groups: dict[frozenset[str], SubscriberGroup] = {}
         self.conflated = 0
         """Generated ticks that went out inside a merged update (sum of merged - 1)."""
         self.delivered = 0
@@ -258,6 +288,7 @@ class Fanout:
         the snapshot), or at ``since`` when resuming, so the gap goes out as
         one conflated update if the caller could not send it as a snapshot.
         """
+        self.leave(sub)
         book = self.book(symbol)
         state = sub.symbols.get(symbol)
         if state is not None:
@@ -273,6 +304,7 @@ class Fanout:
             self._arm(sub, symbol, state)
 
     def unsubscribe(self, sub: Subscriber, symbol: str) -> None:
+        self.leave(sub)
         state = sub.symbols.pop(symbol, None)
         if state is None:
             return
@@ -282,9 +314,65 @@ class Fanout:
 
     def remove(self, sub: Subscriber) -> None:
         """Forget a subscriber (its timer entries are dropped lazily)."""
+        self.leave(sub)
         for symbol in list(sub.symbols):
             self.unsubscribe(sub, symbol)
         sub.closed = True
+
+    # -- groups ------------------------------------------------------------------------
+
+    def _in_step(self, sub: Subscriber) -> bool:
+        # Unthrottled, nothing pending, and holding the newest tick of every symbol.
+        if sub.ready or not sub.symbols:
+            return False
+        books = self.books
+        return all(
+            st.armed and st.interval == 0 and st.last_seq == books[sym].seq
+            for sym, st in sub.symbols.items()
+        )
+
+    def join(self, sub: Subscriber) -> bool:
+        """Move an unthrottled subscriber that is in step into the group for its symbols."""
+        if sub.group is not None or sub.blocked or sub.closed or isinstance(sub, SubscriberGroup):
+            return False
+        if not self._in_step(sub):
+            return False
+        key = frozenset(sub.symbols)
+        group = self.groups.get(key)
+        if group is None:
+            group = SubscriberGroup(name=f"group of {len(key)} symbols")
+            for symbol in key:
+                self.subscribe(group, symbol, 0.0)
+            self.groups[key] = group
+        elif not self._in_step(group):
+            return False
+        for symbol, state in sub.symbols.items():
+            state.armed = False
+            self.armed[symbol].discard(sub)
+        sub.group = group
+        group.members.add(sub)
+        return True
+
+    def leave(self, sub: Subscriber) -> bool:
+        """Take a subscriber out of its group at the group's position; True if updates are ready."""
+        group = sub.group
+        if group is None:
+            return False
+        sub.group = None
+        group.members.discard(sub)
+        for symbol, state in sub.symbols.items():
+            shared = group.symbols[symbol]
+            state.last_seq, state.last_volume = shared.last_seq, shared.last_volume
+            if shared.last_seq < self.books[symbol].seq:
+                sub.ready.add(symbol)
+            else:
+                self._arm(sub, symbol, state)
+        if not group.members:
+            del self.groups[frozenset(group.symbols)]
+            for symbol in list(group.symbols):
+                self.unsubscribe(group, symbol)
+            group.closed = True
+        return bool(sub.ready)
 
     def _arm(self, sub: Subscriber, symbol: str, state: SymbolState) -> None:
         state.armed = True
@@ -327,6 +415,7 @@ class Fanout:
         """The ``ticks`` frame of everything ready for ``sub``; marks it sent and reschedules."""
         if not sub.ready:
             return None
+        weight = len(sub.members) if isinstance(sub, SubscriberGroup) else 1
         parts: list[bytes] = []
         for symbol in sub.ready:
             state = sub.symbols.get(symbol)
@@ -335,8 +424,17 @@ class Fanout:
             book = self.books[symbol]
             if book.seq > state.last_seq:
                 merged = book.seq - state.last_seq
-                parts.append(book.update_since(state.last_seq, state.last_volume))
-                self.conflated += merged - 1
+                if merged == 1:
+                    parts.append(book.latest_bytes)
+                elif (
+                    state.interval == 0
+                    and merged <= UNMERGED_MAX
+                    and (ticks := book.recent(merged))
+                ):
+                    parts.extend(ticks)  # unthrottled and only a little behind: every tick
+                else:
+                    parts.append(book.update_since(state.last_seq, state.last_volume))
+                    self.conflated += (merged - 1) * weight
                 state.last_seq = book.seq
                 state.last_volume = book.volume
             if state.interval > 0:
@@ -346,5 +444,5 @@ class Fanout:
         sub.ready.clear()
         if not parts:
             return None
-        self.delivered += len(parts)
+        self.delivered += len(parts) * weight
         return ticks_frame(parts)

@@ -20,10 +20,11 @@ from typing import cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from .config import ServerConfig
-from .conflation import Fanout, Subscriber
+from .conflation import Fanout, Subscriber, SubscriberGroup
 from .limits import TokenBucket
 from .protocol import (
     Error,
@@ -51,9 +52,16 @@ log = logging.getLogger("ticker_server.gateway")
 
 CLOSE_SLOW_CONSUMER = 1013
 CLOSE_POLICY = 1008
+CLOSE_FEED_RESTARTED = 1012
+"""Close code (service restart) when the feed restarts with a new epoch."""
 ABUSE_LIMIT = 100
 """Refused requests in a row after which a client is closed with 1008."""
 MAINTENANCE_PERIOD = 0.05
+
+
+def _wire(payload: bytes) -> bytes:
+    """A server-to-client text frame as it goes on the wire (servers never mask)."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 @dataclass(eq=False)
@@ -118,10 +126,13 @@ class Gateway:
         self.stats = GatewayStats()
         self.feed_available = True
         self._cap = config.max_rate
-        self._pending: set[Client] = set()
+        self._pending: set[Subscriber] = set()
+        self._join: set[Client] = set()
+        """Unthrottled clients that may ride with a group once they are in step."""
         self._oldest_pending_ts: float | None = None
         self._blocked: set[Client] = set()
         self._flush_handle: asyncio.Handle | None = None
+        self._next_flush_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,7 +169,7 @@ class Gateway:
         if dirty:
             if self._oldest_pending_ts is None:
                 self._oldest_pending_ts = ticks[0].ts
-            self._pending.update(cast(set[Client], dirty))
+            self._pending.update(dirty)
             self._schedule_flush()
 
     def on_status(self, available: bool, reason: str) -> None:
@@ -175,14 +186,53 @@ class Gateway:
         for client in list(self.clients):
             self._write(client, data, now)
 
+    def on_epoch(self, epoch: str, listings: Sequence[SymbolInfo]) -> None:
+        """Bus callback: the feed restarted, so its seqs begin again below what the books hold.
+
+        Every client is closed with 1012 (it reconnects and gets a hello with
+        the new epoch), and the books start empty for the new run's ticks.
+        """
+        log.warning(
+            "feed restarted (epoch %s -> %s): closing %d clients with 1012",
+            self.epoch,
+            epoch,
+            len(self.clients),
+        )
+        for client in list(self.clients):
+            self._close(client, CLOSE_FEED_RESTARTED, "feed restarted")
+        self.epoch = epoch
+        self.listings = {info.symbol: info for info in listings}
+        fanout = Fanout(self.config.history)
+        fanout.delivered, fanout.conflated = self.fanout.delivered, self.fanout.conflated
+        for symbol in self.listings:
+            fanout.book(symbol)
+        self.fanout = fanout
+        self._pending.clear()
+        self._join.clear()
+        self._oldest_pending_ts = None
+        self._hello = encode(
+            Hello(
+                symbols=list(self.listings),
+                max_rate=self.config.max_rate,
+                heartbeat=self.config.heartbeat,
+                epoch=epoch,
+            )
+        )
+
     # -- the fan-out -----------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            delay = self._next_flush_at - loop.time()
+            if delay > 0:
+                self._flush_handle = loop.call_later(delay, self._flush)
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
+        started = time.perf_counter()
         now = self.clock()
         if self._oldest_pending_ts is not None:
             # Once per flush, not per client: how long the oldest tick in it waited for its write.
@@ -190,14 +240,29 @@ class Gateway:
             self._oldest_pending_ts = None
         pending, self._pending = self._pending, set()
         take_frame = self.fanout.take_frame
-        for client in pending:
-            if client.blocked or client.closed:
+        for sub in pending:
+            if sub.blocked or sub.closed:
                 continue
-            frame = take_frame(client, now)
-            if frame is not None:
-                client.delivered += frame.count(b'"seq"')
+            frame = take_frame(sub, now)
+            if frame is None:
+                continue
+            count = frame.count(b'"seq"')
+            if isinstance(sub, SubscriberGroup):
+                wire = _wire(frame)
+                for member in list(sub.members):
+                    client = cast(Client, member)
+                    client.delivered += count
+                    self._write(client, frame, now, wire)
+            else:
+                client = cast(Client, sub)
+                client.delivered += count
                 self._write(client, frame, now)
         self._arm_timer(now)
+        # Pace flushes to at most half the loop's time: at low load every tick leaves at once;
+        # under load ticks wait as long as the last flush took, so frames grow instead of
+        # multiplying, and reads, pings and the feed keep their share of the CPU.
+        took = time.perf_counter() - started
+        self._next_flush_at = asyncio.get_running_loop().time() + took
 
     def _arm_timer(self, now: float) -> None:
         due = self.fanout.wheel.next_time()
@@ -212,20 +277,29 @@ class Gateway:
         self._timer = None
         dirty = self.fanout.advance(self.clock())
         if dirty:
-            self._pending.update(cast(set[Client], dirty))
+            self._pending.update(dirty)
         if self._pending:
             self._flush()
         else:
             self._arm_timer(self.clock())
 
-    def _write(self, client: Client, data: bytes, now: float) -> None:
-        """Queue one text frame on the client's transport without waiting."""
+    def _write(self, client: Client, data: bytes, now: float, wire: bytes | None = None) -> None:
+        """Queue one text frame on the client's transport without waiting.
+
+        ``wire`` is the same frame already serialized (see :func:`_wire`), which a
+        group's members share; it is used where no extension (compression)
+        would have to transform the frame per connection.
+        """
         conn = client.connection
         if conn is None or client.closing or conn.protocol.state is not State.OPEN:
             return
         try:
-            conn.protocol.send_text(data)
-            conn.send_data()
+            protocol = conn.protocol
+            if protocol.extensions or protocol.expect_continuation_frame:
+                protocol.send_text(data)
+                conn.send_data()
+            else:
+                conn.transport.write(wire or _wire(data))
         except Exception as exc:  # a transport torn down under us; the handler cleans up
             log.debug("write to %s failed: %r", client.name, exc)
             return
@@ -236,6 +310,7 @@ class Gateway:
             client.blocked = True
             client.blocked_since = now
             self._blocked.add(client)
+            self.fanout.leave(client)  # it conflates on its own from the group's position
 
     def _send(
         self, client: Client, message: Subscribed | Unsubscribed | Snapshot | Symbols | Pong | Error
@@ -258,13 +333,25 @@ class Gateway:
                     client.blocked = False
                     self._blocked.discard(client)
                     self._pending.add(client)
+                    self._join.add(client)
                     self._schedule_flush()
                 elif now - client.blocked_since > self.config.slow_grace:
                     self._blocked.discard(client)
                     self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
+            if self._join:
+                self._regroup()
             if now >= next_heartbeat:
                 next_heartbeat = now + min(1.0, self.config.heartbeat / 2)
                 self._heartbeats(now)
+
+    def _regroup(self) -> None:
+        for client in list(self._join):
+            if client.closed or client.group is not None:
+                self._join.discard(client)
+            elif any(state.interval > 0 for state in client.symbols.values()):
+                self._join.discard(client)  # throttled clients each keep their own schedule
+            elif self.fanout.join(client):
+                self._join.discard(client)
 
     def _heartbeats(self, now: float) -> None:
         quiet = now - self.config.heartbeat
@@ -321,6 +408,7 @@ class Gateway:
             self.clients.discard(client)
             self._blocked.discard(client)
             self._pending.discard(client)
+            self._join.discard(client)
             log.info(
                 "disconnect %s after %.1f s, code %s, %d ticks delivered",
                 client.name,
@@ -364,6 +452,11 @@ class Gateway:
         except Exception:
             log.exception("internal error handling a request from %s", client.name)
             self._send(client, Error(code="internal_error", message="internal server error"))
+        if client.group is None and client.symbols:
+            self._join.add(client)
+            if client.ready:  # e.g. it left a group with updates pending
+                self._pending.add(client)
+                self._schedule_flush()
 
     def _symbol_infos(self) -> list[SymbolInfo]:
         infos = []

@@ -124,6 +124,22 @@ def test_throttle_respects_max_rate_and_freshness(gaps: list[float], rate: float
         assert at - tick.ts <= 1.0 / rate + fanout.wheel.resolution + 1e-9
 
 
+def test_unthrottled_subscriber_behind_gets_each_tick_until_far_behind() -> None:
+    """Unthrottled and a few ticks behind: every tick; more than UNMERGED_MAX behind: one merged update."""
+    from ticker_server.conflation import UNMERGED_MAX
+
+    fanout = Fanout(history=100)
+    sub = Subscriber()
+    fanout.book("AAPL")
+    fanout.subscribe(sub, "AAPL", interval=0.0)
+    ticks = tick_stream("AAPL", [1.0 + i / 100 for i in range(60)], [100] * 60)
+    fanout.ingest(ticks[:3])
+    assert [t.seq for t in frame_ticks(fanout.take_frame(sub, 0.0))] == [1, 2, 3]
+    fanout.ingest(ticks[3 : 4 + UNMERGED_MAX])
+    [update] = frame_ticks(fanout.take_frame(sub, 0.0))
+    assert (update.seq, update.merged) == (4 + UNMERGED_MAX, 1 + UNMERGED_MAX)
+
+
 def test_unthrottled_subscriber_gets_every_tick_once() -> None:
     """With interval 0 each ingested tick is ready at once and none is merged."""
     fanout = Fanout(history=10)
@@ -198,3 +214,38 @@ def test_timer_wheel_orders_and_rounds_up() -> None:
     assert wheel.pop_due(0.109) == []
     assert [item[1] for item in wheel.pop_due(0.11)] == ["B"]
     assert wheel.next_time() is None
+
+
+def test_group_shares_one_cursor_and_leaving_keeps_the_position() -> None:
+    """In-step unthrottled subscribers ride one group; one that leaves carries on from the group's seq."""
+    fanout = Fanout(history=10)
+    a, b = Subscriber(), Subscriber()
+    ticks = tick_stream("AAPL", [1.0 + i / 100 for i in range(6)], [100] * 6)
+    fanout.ingest(ticks[:1])
+    for sub in (a, b):
+        fanout.subscribe(sub, "AAPL", interval=0.0)
+        assert fanout.join(sub)
+    assert a.group is b.group is not None
+    group = a.group
+    assert fanout.ingest(ticks[1:2]) == {group}, "a tick visits the group, not each member"
+    assert [t.seq for t in frame_ticks(fanout.take_frame(group, 0.0))] == [2]
+    assert fanout.delivered == 2, "one update counted per member"
+    fanout.ingest(ticks[2:4])  # pending for the group, then a member is cut off
+    assert fanout.leave(a) is True
+    assert [t.seq for t in frame_ticks(fanout.take_frame(a, 0.0))] == [3, 4]
+    assert a.group is None and b.group is group
+    fanout.remove(b)
+    assert fanout.groups == {}, "an empty group is dropped"
+
+
+def test_throttled_or_lagging_subscribers_do_not_join() -> None:
+    """Only unthrottled subscribers holding the newest tick of every symbol may join a group."""
+    fanout = Fanout(history=10)
+    fanout.ingest(tick_stream("AAPL", [1.0, 1.01], [100, 100]))
+    throttled, lagging = Subscriber(), Subscriber()
+    fanout.subscribe(throttled, "AAPL", interval=0.5)
+    fanout.subscribe(lagging, "AAPL", interval=0.0, since=1)
+    assert not fanout.join(throttled)
+    assert not fanout.join(lagging)
+    fanout.take_frame(lagging, 0.0)
+    assert fanout.join(lagging)

@@ -318,3 +318,24 @@ async def test_slow_consumer_closed_with_1013(make_server: ServerFactory) -> Non
             while True:
                 await ws.recv()
     assert ws.close_code == 1013
+
+
+async def test_unthrottled_clients_share_frames_and_see_identical_streams(
+    server: TickerServer, make_peer: PeerFactory
+) -> None:
+    """Clients wanting every tick of the same symbols ride one group and receive identical ticks."""
+    gateway = server.gateway
+    assert gateway is not None
+    peers = [await make_peer(server.url) for _ in range(3)]
+    for peer in peers:
+        await peer.send(type="subscribe", symbols=["AAPL", "MSFT"])
+        await peer.expect("subscribed")
+    async with asyncio.timeout(TIMEOUT):
+        while not any(len(g.members) == 3 for g in gateway.fanout.groups.values()):
+            await live_ticks(peers[0], 1)
+    streams = [{(t.symbol, t.seq): t for t in await live_ticks(peer, 30)} for peer in peers]
+    common = set(streams[0]) & set(streams[1]) & set(streams[2])
+    assert len(common) >= 10
+    for key in common:
+        assert streams[0][key] == streams[1][key] == streams[2][key]
+        assert streams[0][key].merged is None, "unthrottled: nothing conflated"
