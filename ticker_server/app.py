@@ -80,7 +80,7 @@ class TickerServer:
             gateway = Gateway(config, listings, bus.epoch, self.clock)
             for symbol in gateway.listings:
                 gateway.on_ticks(await bus.history(symbol, config.history))
-            bus.listen(gateway.on_ticks, gateway.on_status)
+            bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)
             gateway.start()
             self.gateway = gateway
             endpoints = ServiceEndpoints(self)

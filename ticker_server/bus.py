@@ -16,12 +16,14 @@ from typing import Protocol
 
 from .protocol import SymbolInfo, Tick
 
-__all__ = ["Bus", "LocalBus", "StatusCallback", "TicksCallback"]
+__all__ = ["Bus", "EpochCallback", "LocalBus", "StatusCallback", "TicksCallback"]
 
 TicksCallback = Callable[[Sequence[Tick]], None]
 """Receives each batch of ticks, in seq order per symbol. Must not block."""
 StatusCallback = Callable[[bool, str], None]
 """Receives (feed available?, reason) when the feed becomes unavailable or comes back."""
+EpochCallback = Callable[[str, Sequence[SymbolInfo]], None]
+"""Receives (new epoch, its listings) when another feed run took over: seqs start again."""
 
 
 class Bus(Protocol):
@@ -50,8 +52,13 @@ class Bus(Protocol):
     async def history(self, symbol: str, count: int) -> list[Tick]:
         """Up to ``count`` recent ticks of ``symbol``, oldest first."""
 
-    def listen(self, on_ticks: TicksCallback, on_status: StatusCallback) -> None:
-        """Start delivering batches (and feed status changes) to the callbacks."""
+    def listen(
+        self,
+        on_ticks: TicksCallback,
+        on_status: StatusCallback,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        """Start delivering batches (and feed status and epoch changes) to the callbacks."""
 
 
 class LocalBus:
@@ -87,5 +94,11 @@ class LocalBus:
         # In one process the gateway sees every tick from the first, so it holds its own history.
         return []
 
-    def listen(self, on_ticks: TicksCallback, on_status: StatusCallback) -> None:
+    def listen(
+        self,
+        on_ticks: TicksCallback,
+        on_status: StatusCallback,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        # The feed in this process never restarts on its own, so the epoch never changes.
         self._listeners.append(on_ticks)
