@@ -189,13 +189,21 @@ async def _run(config: ServerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = TickerServer(config)
+    starting = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await server.start()
-        if config.role == "feed":
-            log.info("feed publishing to %s", config.broker)
-        await stop.wait()
+        # A gateway may wait long for a feed to announce itself: a signal must still stop it.
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            if config.role == "feed":
+                log.info("feed publishing to %s", config.broker)
+            await stopping
         log.info("shutting down")
     finally:
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
         await server.stop()
 
 

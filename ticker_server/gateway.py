@@ -57,6 +57,8 @@ CLOSE_FEED_RESTARTED = 1012
 ABUSE_LIMIT = 100
 """Refused requests in a row after which a client is closed with 1008."""
 MAINTENANCE_PERIOD = 0.05
+CLOSE_TIMEOUT = 5.0
+"""Seconds a client closed by the server has to read what is queued and answer the close."""
 
 
 def _wire(payload: bytes) -> bytes:
@@ -232,7 +234,7 @@ class Gateway:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        started = time.perf_counter()
+        started = time.process_time()
         now = self.clock()
         if self._oldest_pending_ts is not None:
             # Once per flush, not per client: how long the oldest tick in it waited for its write.
@@ -261,7 +263,8 @@ class Gateway:
         # Pace flushes to at most half the loop's time: at low load every tick leaves at once;
         # under load ticks wait as long as the last flush took, so frames grow instead of
         # multiplying, and reads, pings and the feed keep their share of the CPU.
-        took = time.perf_counter() - started
+        # CPU time, not wall time: a flush preempted by another process must not count twice.
+        took = time.process_time() - started
         self._next_flush_at = asyncio.get_running_loop().time() + took
 
     def _arm_timer(self, now: float) -> None:
@@ -374,9 +377,16 @@ class Gateway:
                 self.clock() - client.blocked_since,
             )
         self.fanout.remove(client)
-        task = asyncio.get_running_loop().create_task(conn.close(code, reason))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Not conn.close(): it awaits a drain that a stalled client never gives. The close
+        # frame queues behind what the client has not read yet, so one that resumes reading
+        # within CLOSE_TIMEOUT still learns why; one that does not is cut off then.
+        if conn.protocol.state is State.OPEN:
+            try:
+                conn.protocol.send_close(code, reason)
+                conn.send_data()
+            except Exception as exc:
+                log.debug("close of %s failed: %r", client.name, exc)
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, conn.transport.abort)
 
     # -- connections and requests ----------------------------------------------------
 

@@ -105,3 +105,18 @@ async def test_unsubscribed_symbols_never_arrive(cluster: Cluster, make_peer: Pe
     reply = await peer.expect("unsubscribed")
     assert reply.symbols == ["NVDA"]
     assert {t.symbol for t in await collect(peer, 40)} == {"NVDA"}
+
+
+async def test_bus_counters_in_metrics(cluster: Cluster, make_peer: PeerFactory) -> None:
+    """A gateway's /metrics exports the Redis bus counters next to its own."""
+    import urllib.request
+
+    await cluster.feed()
+    gateway = await cluster.gateway()
+    peer = await make_peer(gateway.url)
+    await peer.send(type="subscribe", symbols=["AAPL"])
+    await collect(peer, 5)
+    url = gateway.url.replace("ws://", "http://") + "/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    assert "ticker_bus_delivered_total" in text and "ticker_bus_reconnects_total 0.0" in text
+    assert "ticker_ticks_delivered_total" in text

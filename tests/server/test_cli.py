@@ -132,3 +132,24 @@ def test_port_in_use_is_a_clear_error_not_a_traceback() -> None:
         )
     assert out.returncode == 1
     assert "cannot start" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:
+    """A gateway still waiting for a feed to announce itself stops on SIGTERM and exits 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ticker_server",
+        "gateway",
+        "--broker",
+        "redis://127.0.0.1:1/0",
+        "--port",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    async with asyncio.timeout(TIMEOUT * 2):
+        while "waiting for a feed" not in (await proc.stderr.readline()).decode():
+            pass
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 5) == 0
