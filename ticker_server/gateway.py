@@ -408,8 +408,6 @@ class Gateway:
         self.stats.connections += 1
         log.info("connect %s", client.name)
         self._write(client, self._hello, now)
-        # The handshake's headers are not needed again; at 10k connections they are ~30 MB.
-        conn.request = conn.response = None
         try:
             async for message in conn:
                 self.handle(client, message)
