@@ -1,0 +1,7 @@
+"""``python -m ticker_desktop``: the same as the ``ticker-desktop`` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

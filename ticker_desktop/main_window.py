@@ -1,0 +1,461 @@
+"""The dashboard window: symbol box, watchlist, charts, status bar, menus and settings.
+
+One :class:`QTimer` drives every repaint: at most 60 times a second it takes
+the symbols the store marks as changed and refreshes only those charts; the
+watchlist and status bar refresh on every sixth frame. Closing the window
+emits :attr:`MainWindow.closed`; whoever runs the window then awaits
+:meth:`MainWindow.shutdown`, which closes the connection and its tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QKeySequence,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFileDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ticker_server.protocol import Error, Hello, SymbolInfo
+
+from .bridge import ClientBridge
+from .buffers import CANDLE_INTERVALS
+from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
+from .client import ClientOptions, ConnectionState, ServerError, StateChanged, TickerClient
+from .status import ConnectionStatus
+from .store import MarketStore
+from .theme import UP
+from .watchlist import WatchlistModel, WatchlistView
+
+__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_URL", "MainWindow"]
+
+log = logging.getLogger("ticker_desktop.window")
+
+DEFAULT_URL = "ws://127.0.0.1:8765"
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "TSLA")
+FRAME_MS = 16
+"""Frame timer period: at most about 60 repaints a second."""
+SLOW_EVERY = 6
+"""Watchlist and status bar refresh on every n-th frame (about 10 Hz)."""
+INTERVAL_NAMES = {1.0: "1 s", 5.0: "5 s", 60.0: "1 min"}
+SYMBOL_ROLE = Qt.ItemDataRole.UserRole + 1
+"""Completer role holding the bare symbol (QStandardItem shares Display and Edit roles)."""
+
+
+class MainWindow(QMainWindow):
+    """The dashboard.
+
+    Args:
+        url: the server to connect to.
+        symbols: symbols to watch from the start.
+        settings: where to remember URL, symbols, chart mode and geometry.
+        options: client timings (tests shorten them).
+        remember_url: save ``url`` as the next run's default (not for a demo's random port).
+    """
+
+    closed = Signal()
+
+    def __init__(
+        self,
+        url: str,
+        symbols: list[str],
+        settings: QSettings,
+        options: ClientOptions | None = None,
+        remember_url: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.url = url
+        self.remember_url = remember_url
+        self.initial_symbols = symbols
+        self.store = MarketStore()
+        self.stats = FrameStats()
+        self.client = TickerClient(url, options)
+        self.bridge = ClientBridge(self.client, self.store, self)
+        self.current: str | None = None
+        self._previous: str | None = None
+        self.last_error: str | None = None
+        self._frame = 0
+        self._shut = False
+        self.setWindowTitle(f"ticker — {url}")
+        self.resize(1440, 880)
+        self._build_widgets()
+        self._build_menus()
+        self._connect()
+        self._restore()
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._on_frame)
+        self.error_timer = QTimer(self, singleShot=True, interval=10_000)
+        self.error_timer.timeout.connect(self.error_banner.hide)
+
+    # -- construction ------------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        self.symbol_box = QLineEdit(placeholderText="Add symbol (e.g. AAPL) and press Enter")
+        self.symbol_box.setClearButtonEnabled(True)
+        self.symbol_box.setMaximumWidth(300)
+        self.symbol_names = QStandardItemModel(self)
+        self.completer = QCompleter(self.symbol_names, self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setCompletionRole(SYMBOL_ROLE)
+        self.completer.setFilterMode(Qt.MatchFlag.MatchStartsWith)
+        self.symbol_box.setCompleter(self.completer)
+        self.mode_box = QComboBox()
+        self.mode_box.addItem("Line", "line")
+        self.mode_box.addItem("Candles", "candles")
+        self.interval_box = QComboBox()
+        for interval in CANDLE_INTERVALS:
+            self.interval_box.addItem(INTERVAL_NAMES.get(interval, f"{interval:g} s"), interval)
+        self.error_banner = QLabel()
+        self.error_banner.setObjectName("errorBanner")
+        self.error_banner.setStyleSheet(
+            "#errorBanner { background: #4a1c1f; color: #ffb4b0; padding: 6px 10px;"
+            " border-bottom: 1px solid #ef5350; }"
+        )
+        self.error_banner.setWordWrap(True)
+        self.error_banner.hide()
+        self.model = WatchlistModel(self.store)
+        self.watchlist = WatchlistView(self.model)
+        self.chart = SymbolChart(self.store, self.stats)
+        self.grid = ChartGrid(self.store, self.stats)
+        self.charts = QStackedWidget()
+        self.charts.addWidget(self.chart)
+        self.charts.addWidget(self.grid)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.watchlist)
+        self.splitter.addWidget(self.charts)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([560, 880])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.error_banner)
+        layout.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+        self.status = ConnectionStatus()
+        self.setStatusBar(self.status)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.save_png_action = file_menu.addAction("Save chart as &PNG…", self._ask_save_png)
+        self.save_png_action.setShortcut(QKeySequence.StandardKey.Save)
+        self.export_action = file_menu.addAction("&Export ticks as CSV…", self._ask_export_csv)
+        self.export_action.setShortcut(QKeySequence("Ctrl+E"))
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit", self.close)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+
+        view = self.menuBar().addMenu("&View")
+        group = QActionGroup(self)
+        self.single_action = QAction("&Selected symbol", self, checkable=True, checked=True)
+        self.grid_action = QAction("&Grid of all symbols", self, checkable=True)
+        self.grid_action.setShortcut(QKeySequence("Ctrl+G"))
+        for action in (self.single_action, self.grid_action):
+            group.addAction(action)
+            view.addAction(action)
+            action.toggled.connect(self._view_toggled)
+        view.addSeparator()
+        self.live_action = view.addAction("Return to &live", self.go_live)
+        self.live_action.setShortcuts([QKeySequence(Qt.Key.Key_End), QKeySequence("Ctrl+L")])
+        self.reconnect_action = view.addAction("&Reconnect now", self.bridge.reconnect)
+        self.reconnect_action.setShortcut(QKeySequence("Ctrl+R"))
+
+        bar = QToolBar("Main")
+        bar.setMovable(False)
+        bar.setObjectName("main_toolbar")
+        self.addToolBar(bar)
+        bar.addWidget(self.symbol_box)
+        bar.addAction("Add", self._add_from_box)
+        bar.addSeparator()
+        bar.addAction(self.single_action)
+        bar.addAction(self.grid_action)
+        bar.addSeparator()
+        bar.addWidget(self.mode_box)
+        bar.addWidget(self.interval_box)
+        bar.addSeparator()
+        self.live_button = bar.addAction("● Live", self.go_live)
+        self.live_button.setToolTip("Follow the live edge again (End)")
+        button = bar.widgetForAction(self.live_button)
+        if button is not None:
+            # Disabled means "already following": show it green rather than greyed out.
+            button.setStyleSheet(f"QToolButton:disabled {{ color: {UP.name()}; }}")
+        self.single_action.setText("Chart")
+        self.grid_action.setText("Grid")
+
+    def _connect(self) -> None:
+        self.symbol_box.returnPressed.connect(self._add_from_box)
+        self.completer.activated.connect(lambda _text: QTimer.singleShot(0, self._add_from_box))
+        self.mode_box.currentIndexChanged.connect(self._mode_changed)
+        self.interval_box.currentIndexChanged.connect(self._mode_changed)
+        self.watchlist.symbol_selected.connect(self.show_symbol)
+        self.watchlist.remove_requested.connect(self.bridge.unwatch)
+        self.grid.signals.symbol_activated.connect(self._open_from_grid)
+        self.bridge.state_changed.connect(self._on_state)
+        self.bridge.hello_received.connect(self._on_hello)
+        self.bridge.symbols_listed.connect(self._on_symbols)
+        self.bridge.watched_changed.connect(self._on_watched)
+        self.bridge.server_error.connect(self._on_server_error)
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        splitter = s.value("window/splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+        mode = s.value("chart/mode", "line")
+        self.mode_box.setCurrentIndex(max(0, self.mode_box.findData(mode)))
+        try:
+            interval = float(str(s.value("chart/interval", CANDLE_INTERVALS[0])))
+        except ValueError:
+            interval = CANDLE_INTERVALS[0]
+        self.interval_box.setCurrentIndex(max(0, self.interval_box.findData(interval)))
+        if s.value("chart/view", "single") == "grid":
+            self.grid_action.setChecked(True)
+        self._mode_changed()
+
+    def save_settings(self) -> None:
+        s = self.settings
+        if self.remember_url:
+            s.setValue("connection/url", self.url)
+        s.setValue("watchlist/symbols", ",".join(self.store.symbols))
+        s.setValue("chart/mode", self.mode_box.currentData())
+        s.setValue("chart/interval", self.interval_box.currentData())
+        s.setValue("chart/view", "grid" if self.grid_action.isChecked() else "single")
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/splitter", self.splitter.saveState())
+        s.sync()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, watch the initial symbols and start the frame timer (needs a running loop)."""
+        self.bridge.start()
+        self.bridge.watch(self.initial_symbols)
+        self.timer.start(FRAME_MS)
+
+    async def shutdown(self) -> None:
+        """Stop painting and close the connection; safe to call more than once."""
+        if self._shut:
+            return
+        self._shut = True
+        self.timer.stop()
+        self.error_timer.stop()
+        await self.bridge.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        self.timer.stop()
+        event.accept()
+        self.closed.emit()
+
+    # -- user actions ------------------------------------------------------------------
+
+    def add_symbols(self, text: str) -> None:
+        """Watch the comma- or space-separated symbols in ``text``."""
+        symbols = [s for s in text.replace(",", " ").upper().split() if s]
+        if symbols:
+            self.bridge.watch(symbols)
+            self.show_symbol(symbols[-1])
+
+    def _add_from_box(self) -> None:
+        self.add_symbols(self.symbol_box.text())
+        self.symbol_box.clear()
+
+    def show_symbol(self, symbol: str | None) -> None:
+        """Show ``symbol`` in the large chart and select its row."""
+        if symbol is not None and symbol not in self.store:
+            return
+        if symbol != self.current:
+            if self.current is not None:
+                self._previous = self.current
+            self.current = symbol
+            self.chart.set_symbol(symbol)
+        if symbol is not None:
+            self.watchlist.select_symbol(symbol)
+
+    def _open_from_grid(self, symbol: str) -> None:
+        self.show_symbol(symbol)
+        self.single_action.setChecked(True)
+
+    def go_live(self) -> None:
+        self.chart.pane.go_live()
+        self.grid.go_live()
+
+    def chart_mode(self) -> tuple[ChartMode, float]:
+        mode: ChartMode = "candles" if self.mode_box.currentData() == "candles" else "line"
+        return mode, float(self.interval_box.currentData())
+
+    def _mode_changed(self, *_: Any) -> None:
+        mode, interval = self.chart_mode()
+        self.chart.pane.set_mode(mode, interval)
+        self.grid.set_mode(mode, interval)
+
+    def _view_toggled(self, *_: Any) -> None:
+        self.charts.setCurrentWidget(self.grid if self.grid_action.isChecked() else self.chart)
+        self._refresh_charts(force=True)
+
+    def current_chart(self) -> SymbolChart | ChartGrid:
+        return self.grid if self.grid_action.isChecked() else self.chart
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save_chart_png(self, path: str | Path) -> bool:
+        """Save what the chart area shows as a PNG."""
+        return bool(self.current_chart().grab().save(str(path), "PNG"))
+
+    def export_csv(self, symbol: str, path: str | Path) -> int:
+        """Write every held tick of ``symbol`` as CSV; returns the number of rows."""
+        series = self.store.get(symbol)
+        if series is None:
+            raise KeyError(symbol)
+        cols = series.ticks.columns()
+        names = ["seq", "ts", "price", "bid", "ask", "size", "volume", "merged", "high", "low"]
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["symbol", "time", *names])
+            for i in range(len(cols["seq"])):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(float(cols["ts"][i])))
+                writer.writerow([symbol, stamp, *(cols[n][i].item() for n in names)])
+        return len(cols["seq"])
+
+    def _ask_save_png(self) -> None:
+        name = f"{self.current or 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", name, "PNG images (*.png)")
+        if path and not self.save_chart_png(path):
+            self.show_error(f"Could not save {path}")
+
+    def _ask_export_csv(self) -> None:
+        if self.current is None:
+            self.show_error("Select a symbol to export its ticks.")
+            return
+        name = f"{self.current}-ticks-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export ticks as CSV", name, "CSV files (*.csv)"
+        )
+        if path:
+            try:
+                rows = self.export_csv(self.current, path)
+            except OSError as exc:
+                self.show_error(f"Could not export: {exc}")
+            else:
+                self.statusBar().showMessage(f"Exported {rows:,} ticks to {path}", 5000)
+
+    def show_error(self, text: str) -> None:
+        """Show an error above the charts for a few seconds."""
+        self.last_error = text
+        self.error_banner.setText(text)
+        self.error_banner.show()
+        self.error_timer.start()
+
+    # -- client signals --------------------------------------------------------------------
+
+    def _on_state(self, event: StateChanged) -> None:
+        self.status.show_state(event)
+        live = event.state is ConnectionState.LIVE
+        if live or event.state in (ConnectionState.RECONNECTING, ConnectionState.ERROR):
+            self.model.set_connected(live)
+            self.chart.pane.set_connected(live)
+            self.grid.set_connected(live)
+
+    def _on_hello(self, hello: Hello) -> None:
+        known = {
+            self.symbol_names.item(r).data(SYMBOL_ROLE) for r in range(self.symbol_names.rowCount())
+        }
+        for symbol in hello.symbols:
+            if symbol not in known:
+                item = QStandardItem(symbol)
+                item.setData(symbol, SYMBOL_ROLE)
+                self.symbol_names.appendRow(item)
+        self.bridge.request_symbols()
+
+    def _on_symbols(self, infos: list[SymbolInfo]) -> None:
+        self.symbol_names.clear()
+        for info in infos:
+            item = QStandardItem()
+            item.setData(f"{info.symbol}   {info.name}", Qt.ItemDataRole.DisplayRole)
+            item.setData(info.symbol, SYMBOL_ROLE)
+            self.symbol_names.appendRow(item)
+            self.model.names[info.symbol] = info.name
+
+    def completer_symbols(self) -> list[str]:
+        """The symbols the symbol box offers."""
+        return [
+            str(self.symbol_names.item(r).data(SYMBOL_ROLE))
+            for r in range(self.symbol_names.rowCount())
+        ]
+
+    def _on_watched(self, symbols: list[str]) -> None:
+        self.model.set_symbols(symbols)
+        self.grid.set_symbols(symbols)
+        if self.current not in symbols:
+            # Back to what was shown before (an unknown symbol never stays the view).
+            first = symbols[0] if symbols else None
+            back = self._previous if self._previous in symbols else first
+            self.current = None
+            self.show_symbol(back)
+            if not symbols:
+                self.chart.set_symbol(None)
+
+    def _on_server_error(self, event: ServerError) -> None:
+        error: Error = event.error
+        self.show_error(f"Server error ({error.code}): {error.message}")
+
+    # -- painting ----------------------------------------------------------------------------
+
+    def _on_frame(self) -> None:
+        self._refresh_charts()
+        self._frame += 1
+        if self._frame % SLOW_EVERY == 0:
+            self.model.refresh()
+            self.status.tick()
+            self._show_following()
+            latencies = list(self.stats.latencies)[-60:]
+            self.status.show_figures(
+                self.client.rtt,
+                FrameStats.percentile(latencies, 50),
+                self.store.received.rate(time.monotonic()),
+                self.store.conflated,
+            )
+
+    def _show_following(self) -> None:
+        chart = self.current_chart()
+        panes = list(chart.panes.values()) if isinstance(chart, ChartGrid) else [chart.pane]
+        for pane in panes:
+            if pane.symbol is not None:
+                pane.set_stale(self.store.is_stale(pane.symbol))
+        following = all(p.following for p in panes)
+        self.live_button.setText("● Live" if following else "▶ Back to live")
+        self.live_button.setEnabled(not following)
+
+    def _refresh_charts(self, force: bool = False) -> None:
+        dirty = self.store.take_dirty()
+        self.current_chart().refresh(dirty, force)

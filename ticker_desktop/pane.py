@@ -1,0 +1,413 @@
+"""One symbol's chart pane: price as a line or candles, optional volume, live-edge following.
+
+A pane is refreshed by its canvas's frame (never per tick): one ``setData``
+of a zero-copy view of the tick buffer, or an in-place candle refresh. While it
+follows the live edge it scrolls the x range itself; the price range is fitted
+to the data in view with hysteresis, so axes stay still most frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont
+
+from .buffers import CANDLE_INTERVALS
+from .chart_items import CandlesItem, Crosshair, LastPrice, VolumeItem
+from .store import MAX_GAPS, MarketStore, SymbolSeries
+from .theme import ACCENT, DOWN, GAP, GRID, LINE, MUTED, TEXT, UP
+
+__all__ = ["AXIS_WIDTH", "ChartMode", "LiveCurve", "PricePane"]
+
+ChartMode = Literal["line", "candles"]
+HEADER_PERIOD = 0.1
+"""Seconds between updates of a pane's header text (the curve itself updates every frame)."""
+AXIS_WIDTH = 64
+"""Fixed price-axis width in pixels, so changing tick labels never re-lay the chart out."""
+
+
+class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
+    """A PlotDataItem that can take a new view range and new data with one re-clip.
+
+    PlotDataItem re-clips and re-downsamples on every view-range change and
+    again on every ``setData``; a live pane does both each frame. Inside
+    :meth:`deferring_range_changes` range changes only mark the curve, and the
+    work is done once: by ``setData`` if it is called, else on leaving.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Peak downsampling keeps each bucket's high and low: ~2 buckets per pixel show every
+        # spike; pyqtgraph's default of 5 only adds points the eye cannot see.
+        self.opts["autoDownsampleFactor"] = 2.0
+        self._deferring = False
+        self._missed = False
+
+    @contextlib.contextmanager
+    def deferring_range_changes(self) -> Iterator[None]:
+        self._deferring, self._missed = True, False
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._missed:
+                super().viewRangeChanged()
+
+    def setData(self, *args: Any, **kwargs: Any) -> None:
+        self._missed = False  # setData clips for the current range anyway
+        super().setData(*args, **kwargs)
+
+    def viewRangeChanged(self, vb: Any = None, ranges: Any = None, changed: Any = None) -> None:
+        if self._deferring:
+            self._missed = True
+            return
+        super().viewRangeChanged(vb, ranges, changed)
+
+
+class PricePane:
+    """One symbol's price plot (line or candles) and, when given, its volume plot.
+
+    Args:
+        plot: the price plot, already placed in a layout.
+        store: where the symbol's data lives.
+        volume: a plot below for volume bars, x-linked to ``plot``.
+        compact: a small grid chart (no crosshair, no time axis, smaller text).
+    """
+
+    def __init__(
+        self,
+        plot: pg.PlotItem,
+        store: MarketStore,
+        volume: pg.PlotItem | None = None,
+        compact: bool = False,
+    ) -> None:
+        self.plot = plot
+        self.volume_plot = volume
+        self.store = store
+        self.compact = compact
+        self.symbol: str | None = None
+        self.mode: ChartMode = "line"
+        self.interval = CANDLE_INTERVALS[0]
+        self.following = True
+        self.span = 120.0
+        """Seconds shown while following the live edge."""
+        self.refreshes = 0
+        self.connected = True
+        self._version = -1
+        self._gap_end = -math.inf
+        """End of the newest outage already marked."""
+        self.gap_items: deque[Any] = deque()
+        self.stale = False
+        self._y: tuple[float, float] | None = None
+        self._y_data = (0.0, 0.0)
+        """Low and high of the data in view (the compact header shows them)."""
+        self._header_key: tuple[str, int] | None = None
+        self._header_at = -math.inf
+        self._vol_top = 0.0
+        self._style_plot(plot, compact)
+        self.curve = LiveCurve(pen=pg.mkPen(LINE, width=1.5 if not compact else 1))
+        self.curve.setSkipFiniteCheck(True)
+        plot.addItem(self.curve)
+        # After addItem: PlotItem.addItem imposes the plot's own (off) settings on the curve.
+        plot.setClipToView(True)
+        plot.setDownsampling(auto=True, mode="peak")
+        self.candles = CandlesItem()
+        plot.addItem(self.candles)
+        self.volume = VolumeItem()
+        if volume is not None:
+            self._style_plot(volume, compact=False, volume=True)
+            volume.setXLink(plot)
+            volume.addItem(self.volume)
+            volume.vb.sigRangeChangedManually.connect(self._user_moved)
+        self.last_price = LastPrice(plot, labelled=not compact)
+        fill = None if compact else pg.mkBrush(15, 18, 22, 190)
+        self.header = pg.TextItem(color=TEXT, anchor=(0, 0), fill=fill)
+        self.header.setParentItem(plot.vb)
+        self.header.setPos(4, 2)
+        if not compact:
+            font = QFont()
+            font.setPointSize(11)
+            font.setBold(True)
+            self.header.setFont(font)
+        self.crosshair = None if compact else Crosshair(plot, self._describe)
+        plot.vb.sigRangeChangedManually.connect(self._user_moved)
+        self.set_mode("line", self.interval)
+
+    # -- setup ---------------------------------------------------------------------
+
+    @staticmethod
+    def _style_plot(plot: pg.PlotItem, compact: bool, volume: bool = False) -> None:
+        plot.hideButtons()
+        plot.setMenuEnabled(False)
+        plot.showGrid(x=True, y=True, alpha=0.12)
+        plot.hideAxis("left")
+        plot.showAxis("right")
+        right = plot.getAxis("right")
+        right.setWidth(AXIS_WIDTH if not compact else 52)
+        right.setStyle(maxTextLevel=1, textFillLimits=[(0, 0.8), (2, 0.5), (4, 0.3), (6, 0.15)])
+        font = QFont()
+        font.setPointSize(8 if compact else 9)
+        for name in ("right", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setTickFont(font)
+            axis.setPen(pg.mkPen(GRID))
+            axis.setTextPen(pg.mkPen(MUTED))
+        if compact:
+            # Small charts: no axes (their labels cost more to paint than the curve);
+            # the header shows the high and low in view instead.
+            plot.hideAxis("bottom")
+            plot.hideAxis("right")
+            plot.showGrid(x=False, y=False)
+            plot.vb.setBorder(pg.mkPen(GRID))
+        elif not volume:
+            plot.getAxis("bottom").setStyle(showValues=False)
+        vb = plot.vb
+        vb.disableAutoRange()
+        vb.setMouseEnabled(x=True, y=False)  # the price axis always fits what is in view
+        vb.setDefaultPadding(0.0)
+
+    def set_symbol(self, symbol: str | None) -> None:
+        """Show ``symbol`` (or nothing) from its start, following the live edge."""
+        if symbol == self.symbol:
+            return
+        self.symbol = symbol
+        self.following = True
+        self._version = -1
+        self._y = None
+        self._vol_top = 0.0
+        for item in self.gap_items:
+            self.plot.removeItem(item)
+        self.gap_items.clear()
+        self._gap_end = -math.inf
+        self.curve.setData([], [])
+        self.candles.set_series(None)
+        self.volume.set_series(None)
+        self.last_price.hide()
+        self._set_header(symbol or "", TEXT)
+        self.refresh()
+
+    def set_mode(self, mode: ChartMode, interval: float) -> None:
+        """Switch between line and candles and the candle width."""
+        self.mode, self.interval = mode, interval
+        self.curve.setVisible(mode == "line")
+        self.candles.setVisible(mode == "candles")
+        if mode == "candles":
+            self.span = max(60.0 * interval, 120.0)
+        else:
+            self.span = 120.0
+        self._version = -1
+        self._y = None
+        series = self._series()
+        self.candles.set_series(series.candles.get(interval) if series else None)
+        self.volume.set_series(series.candles.get(interval) if series else None)
+        self.refresh()
+
+    def set_connected(self, connected: bool) -> None:
+        """Grey the chart while disconnected."""
+        if connected == self.connected:
+            return
+        self.connected = connected
+        self.curve.setPen(
+            pg.mkPen(LINE if connected else MUTED, width=1.5 if not self.compact else 1)
+        )
+        self.candles.set_muted(not connected)
+        self.volume.set_muted(not connected)
+        self.refresh(force=True)
+
+    def set_stale(self, stale: bool) -> None:
+        """Mark the symbol as silent for longer than expected (greys its header)."""
+        if stale != self.stale:
+            self.stale = stale
+            self._header_at = -math.inf
+            series = self._series()
+            if series is not None:
+                self._decorate(series)
+
+    def go_live(self) -> None:
+        """Follow the live edge again, keeping the current zoom."""
+        (x0, x1), _ = self.plot.vb.viewRange()
+        if x1 > x0 and not self.following:
+            self.span = x1 - x0
+        self.following = True
+        self._y = None
+        self.refresh(force=True)
+
+    def _user_moved(self, *_: Any) -> None:
+        self.following = False
+        self._y = None
+        self.refresh(force=True)
+
+    def _series(self) -> SymbolSeries | None:
+        return self.store.get(self.symbol) if self.symbol else None
+
+    # -- per frame -------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> float | None:
+        """Bring the pane up to date; returns the newest tick ts now shown if data changed.
+
+        ``force`` redraws everything (after a mode, view or state change) at once.
+        """
+        if force:
+            self._header_at = -math.inf
+        series = self._series()
+        if series is None:
+            return None
+        changed = series.version != self._version
+        if not changed and not force:
+            return None
+        self._version = series.version
+        ticks = series.ticks
+        if not len(ticks):
+            return None
+        candles = series.candles[self.interval]
+        if self.candles.series is not candles:
+            self.candles.set_series(candles)
+            self.volume.set_series(candles)
+        newest = float(ticks.last_ts)
+        # Range first, then data: the curve clips and downsamples once, for the new range.
+        with self.curve.deferring_range_changes():
+            if self.following:
+                # A young series fills the width; the view widens until the full span is reached.
+                least = 10.0 * self.interval if self.mode == "candles" else 10.0
+                span = min(self.span, max(newest - float(ticks.ts[0]), least) * 1.1)
+                right = newest + span * 0.04
+                self.plot.vb.setXRange(right - span, right, padding=0.0)
+            if changed and self.mode == "line":
+                self.curve.setData(ticks.ts, ticks.price)
+        if changed and self.mode == "candles":
+            self.candles.refresh()
+        if changed and self.volume_plot is not None:
+            self.volume.refresh()
+        self._fit_y(series)
+        self._decorate(series)
+        self.refreshes += 1
+        return newest
+
+    def _fit_y(self, series: SymbolSeries) -> None:
+        (x0, x1), _ = self.plot.vb.viewRange()
+        if self.mode == "line":
+            ts = series.ticks.ts
+            i0, i1 = np.searchsorted(ts, [x0, x1])
+            # Include the point just outside each edge: the line runs to it.
+            window = series.ticks.price[max(0, i0 - 1) : i1 + 1]
+            if not len(window):
+                return
+            lo, hi = float(window.min()), float(window.max())
+            if self.volume_plot is not None:
+                c = series.candles[self.interval]
+                j0, j1 = np.searchsorted(c.column("t"), [x0 - self.interval, x1])
+                self._fit_volume(c.column("volume")[j0:j1])
+        else:
+            c = series.candles[self.interval]
+            t = c.column("t")
+            i0, i1 = np.searchsorted(t, [x0 - self.interval, x1])
+            if i1 <= i0:
+                return
+            lo, hi = float(c.column("low")[i0:i1].min()), float(c.column("high")[i0:i1].max())
+            self._fit_volume(c.column("volume")[i0:i1])
+        self._y_data = (lo, hi)
+        pad = max((hi - lo) * 0.08, abs(hi) * 1e-4, 1e-6)
+        # Headroom for the header text in the top left corner.
+        top = pad + (hi - lo) * (0.3 if self.compact else 0.08)
+        want = (lo - pad, hi + top)
+        held = self._y
+        # Keep the axis still unless the data leaves it (or reaches under the header),
+        # or fills less than half of it.
+        if (
+            held is None
+            or lo < held[0]
+            or hi + (top - pad) > held[1]
+            or (hi - lo) < 0.5 * (held[1] - held[0])
+        ):
+            self._y = want
+            self.plot.vb.setYRange(*want, padding=0.0)
+
+    def _fit_volume(self, volumes: np.ndarray[Any, Any]) -> None:
+        if self.volume_plot is None or not len(volumes):
+            return
+        top = float(volumes.max()) * 1.15 or 1.0
+        if top > self._vol_top or top < 0.5 * self._vol_top:
+            self._vol_top = top
+            self.volume_plot.vb.setYRange(0.0, top, padding=0.0)
+
+    def _decorate(self, series: SymbolSeries) -> None:
+        last = series.last
+        if last is None:
+            return
+        (x0, x1), _ = self.plot.vb.viewRange()
+        self.last_price.show(x0, x1, last.price)
+        for gap in series.gaps:
+            if gap.end > self._gap_end:
+                self._mark_gap(gap.start, gap.end)
+                self._gap_end = gap.end
+        now = time.monotonic()
+        if now - self._header_at < HEADER_PERIOD:
+            return  # re-laying out the header text costs more than drawing the curve
+        self._header_at = now
+        pct = series.change_pct
+        sign = "" if pct is None else f"  {pct:+.2f}%"
+        color = TEXT if pct is None or pct == 0 else (UP if pct > 0 else DOWN)
+        if not self.connected or self.stale:
+            color = MUTED
+        live = "" if self.following or self.compact else "   ⏸ history (End: live)"
+        stale = "  · stale" if self.stale and self.connected else ""
+        text = f"{series.symbol}  {last.price:,.2f}{sign}{stale}{live}"
+        if self.compact and self._y is not None:
+            text += f"\nH {self._y_data[1]:,.2f}  L {self._y_data[0]:,.2f}"
+        self._set_header(text, color)
+
+    def _set_header(self, text: str, color: QColor) -> None:
+        # TextItem.setText re-lays out HTML; skip it when nothing changed.
+        key = (text, color.rgba())
+        if key != self._header_key:
+            self._header_key = key
+            self.header.setText(text, color=color)
+
+    def _mark_gap(self, start: float, end: float) -> None:
+        region = pg.LinearRegionItem(
+            values=(start, max(end, start + 0.05)),
+            movable=False,
+            brush=pg.mkBrush(GAP),
+            pen=pg.mkPen(None),
+        )
+        region.setZValue(-10)
+        marker = pg.InfiniteLine(
+            pos=end,
+            angle=90,
+            movable=False,
+            pen=pg.mkPen(ACCENT, width=1, style=Qt.PenStyle.DashLine),
+            label=None if self.compact else "reconnected",
+            labelOpts={"position": 0.08, "color": ACCENT, "rotateAxis": (1, 0)},
+        )
+        for item in (region, marker):
+            self.plot.addItem(item, ignoreBounds=True)
+            self.gap_items.append(item)
+        while len(self.gap_items) > 2 * MAX_GAPS:
+            self.plot.removeItem(self.gap_items.popleft())
+
+    def _describe(self, x: float) -> str:
+        series = self._series()
+        if series is None or not len(series.ticks):
+            return ""
+        if self.mode == "candles":
+            c = series.candles[self.interval]
+            t = c.column("t")
+            i = int(np.searchsorted(t, x, side="right")) - 1
+            if i < 0:
+                return ""
+            o, h, lo, cl, v = (
+                float(c.column(k)[i]) for k in ("open", "high", "low", "close", "volume")
+            )
+            return f"O {o:,.2f}  H {h:,.2f}  L {lo:,.2f}  C {cl:,.2f}  V {v:,.0f}"
+        ts = series.ticks.ts
+        i = max(0, int(np.searchsorted(ts, x, side="right")) - 1)
+        price, bid, ask = (float(series.ticks.column(k)[i]) for k in ("price", "bid", "ask"))
+        return f"last {price:,.2f}  bid {bid:,.2f}  ask {ask:,.2f}"

@@ -1,0 +1,239 @@
+"""What the dashboard knows about each watched symbol (pure: injected clock, no Qt, no I/O).
+
+Every received tick lands here as it arrives; the window's repaint timer later
+asks which symbols changed (:meth:`MarketStore.take_dirty`) and paints only
+those. Nothing here drops a tick except the sequence rule (not newer than held).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ticker_server.protocol import Tick
+
+from .buffers import CANDLE_INTERVALS, CandleSeries, TickBuffer
+
+__all__ = ["Gap", "MarketStore", "RateMeter", "SymbolSeries"]
+
+Clock = Callable[[], float]
+MAX_GAPS = 50
+
+
+class RateMeter:
+    """Events per second over a sliding window of short buckets."""
+
+    def __init__(self, window: float = 2.0, buckets: int = 8) -> None:
+        self._width = window / buckets
+        self._counts = [0] * buckets
+        self._ids = [-1] * buckets
+        self._window = window
+
+    def add(self, now: float, n: int = 1) -> None:
+        """Count ``n`` events at time ``now``."""
+        bucket = int(now / self._width)
+        slot = bucket % len(self._counts)
+        if self._ids[slot] != bucket:
+            self._ids[slot] = bucket
+            self._counts[slot] = 0
+        self._counts[slot] += n
+
+    def rate(self, now: float) -> float:
+        """Events per second over the window ending at ``now``."""
+        newest = int(now / self._width)
+        oldest = newest - len(self._counts) + 1
+        total = sum(c for c, b in zip(self._counts, self._ids, strict=True) if b >= oldest)
+        return total / self._window
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of wall-clock time (epoch seconds) when the connection was down."""
+
+    start: float
+    end: float
+
+
+@dataclass(eq=False)
+class SymbolSeries:
+    """One symbol's ticks, candles and summary figures."""
+
+    symbol: str
+    ticks: TickBuffer
+    candles: dict[float, CandleSeries]
+    added_at: float
+    first_price: float | None = None
+    last: Tick | None = None
+    direction: int = 0
+    """+1 if the last price rose, -1 if it fell, 0 if unchanged or unknown."""
+    changed_at: float = -math.inf
+    """Monotonic time of the last price change (drives the flash)."""
+    updated_at: float | None = None
+    """Monotonic time of the last accepted tick."""
+    interval: float | None = None
+    """Smoothed seconds between ticks (what "longer than expected" is measured against)."""
+    missed: int = 0
+    """Generated ticks the client never saw (seq holes not covered by ``merged``)."""
+    version: int = 0
+    updates: RateMeter = field(default_factory=RateMeter)
+    gaps: deque[Gap] = field(default_factory=lambda: deque(maxlen=MAX_GAPS))
+    """The most recent outages (bounded, so memory stays flat however often it reconnects)."""
+
+    @property
+    def change(self) -> float | None:
+        if self.last is None or self.first_price is None:
+            return None
+        return self.last.price - self.first_price
+
+    @property
+    def change_pct(self) -> float | None:
+        change = self.change
+        if change is None or not self.first_price:
+            return None
+        return 100.0 * change / self.first_price
+
+    def stale_after(self) -> float:
+        """Seconds of silence after which this symbol counts as stale."""
+        expected = self.interval if self.interval is not None else 1.0
+        return max(3.0, 8.0 * expected)
+
+
+class MarketStore:
+    """Per-symbol series plus feed-wide counters; tells the painter what changed."""
+
+    def __init__(
+        self,
+        capacity: int = 100_000,
+        candle_capacity: int = 20_000,
+        intervals: tuple[float, ...] = CANDLE_INTERVALS,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._capacity = capacity
+        self._candle_capacity = candle_capacity
+        self._intervals = intervals
+        self._clock = clock
+        self._series: dict[str, SymbolSeries] = {}
+        self._dirty: set[str] = set()
+        self._down_since: float | None = None
+        self.received = RateMeter()
+        """Live ticks per second over all symbols."""
+        self.conflated = 0
+        """Generated ticks the server merged away: the sum of ``merged - 1``."""
+        self.accepted = 0
+        self.dropped = 0
+        """Ticks rejected as not newer than held (duplicates or stale resends)."""
+        self.newest_ts = -math.inf
+        """Largest tick timestamp accepted (for tick-to-screen latency)."""
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self._series
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._series)
+
+    def get(self, symbol: str) -> SymbolSeries | None:
+        return self._series.get(symbol)
+
+    def add(self, symbol: str) -> SymbolSeries:
+        """Start holding ``symbol`` (no-op if already held)."""
+        series = self._series.get(symbol)
+        if series is None:
+            series = SymbolSeries(
+                symbol=symbol,
+                ticks=TickBuffer(self._capacity),
+                candles={i: CandleSeries(i, self._candle_capacity) for i in self._intervals},
+                added_at=self._clock(),
+            )
+            self._series[symbol] = series
+            self._dirty.add(symbol)
+        return series
+
+    def remove(self, symbol: str) -> None:
+        """Forget ``symbol`` and its data."""
+        self._series.pop(symbol, None)
+        self._dirty.discard(symbol)
+
+    def ingest(self, ticks: Iterable[Tick], live: bool = True) -> int:
+        """Store ticks of held symbols; return how many were new. Snapshots pass ``live=False``."""
+        now = self._clock()
+        accepted = 0
+        for tick in ticks:
+            series = self._series.get(tick.symbol)
+            if series is None:
+                continue
+            previous = series.ticks.last_seq
+            if not series.ticks.append(tick):
+                self.dropped += 1
+                continue
+            accepted += 1
+            if previous and tick.seq - tick.covers > previous:
+                series.missed += tick.seq - tick.covers - previous
+            self._fold(series, tick, now, live)
+        if accepted:
+            self.accepted += accepted
+            if live:
+                self.received.add(now, accepted)
+        return accepted
+
+    def _fold(self, series: SymbolSeries, tick: Tick, now: float, live: bool) -> None:
+        for candles in series.candles.values():
+            candles.add_tick(tick)
+        if tick.merged:
+            self.conflated += tick.merged - 1
+        last = series.last
+        if last is None:
+            series.first_price = tick.price
+        elif tick.price != last.price:
+            series.direction = 1 if tick.price > last.price else -1
+            series.changed_at = now
+        if live and series.updated_at is not None:
+            gap = now - series.updated_at
+            series.interval = gap if series.interval is None else 0.8 * series.interval + 0.2 * gap
+        series.last = tick
+        series.updated_at = now
+        series.version += 1
+        if live:
+            series.updates.add(now)
+        self.newest_ts = max(self.newest_ts, tick.ts)
+        self._dirty.add(series.symbol)
+
+    def take_dirty(self) -> set[str]:
+        """Symbols changed since the last call."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def is_stale(self, symbol: str) -> bool:
+        """True when ``symbol`` has been silent for longer than its usual rhythm allows."""
+        series = self._series.get(symbol)
+        if series is None:
+            return False
+        since = series.updated_at if series.updated_at is not None else series.added_at
+        return self._clock() - since > series.stale_after()
+
+    def new_epoch(self) -> None:
+        """The server's feed restarted: its seqs start again, so let them in."""
+        for series in self._series.values():
+            series.ticks.rebase()
+
+    def connection_lost(self, wall_time: float) -> None:
+        """Note when the feed went down, to mark the gap once it is back."""
+        if self._down_since is None:
+            self._down_since = wall_time
+
+    def connection_restored(self, wall_time: float) -> None:
+        """Record the outage as a gap on every held symbol."""
+        if self._down_since is None:
+            return
+        gap = Gap(self._down_since, wall_time)
+        self._down_since = None
+        for series in self._series.values():
+            series.gaps.append(gap)
+            series.version += 1
+            self._dirty.add(series.symbol)
