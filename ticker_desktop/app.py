@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
+from .client import ClientOptions
 from .main_window import DEFAULT_SYMBOLS, DEFAULT_URL, MainWindow
 from .theme import apply_dark_theme
 
@@ -142,6 +144,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="start a simulated feed on a free port and connect to it (stops with the window)",
     )
     parser.add_argument(
+        "--token",
+        help="bearer token for a server started with --token (default: env TICKER_TOKEN, "
+        "or the last one given; saved in the settings)",
+    )
+    parser.add_argument("--cafile", help="PEM file of a private CA to trust for wss:// URLs")
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser.parse_args(argv)
@@ -176,7 +184,16 @@ async def run(args: argparse.Namespace, settings: QSettings | None = None) -> in
             return 1
     else:
         url = args.url or str(settings.value("connection/url", DEFAULT_URL) or DEFAULT_URL)
-    window = MainWindow(url, symbols, settings, remember_url=not args.demo)
+    token = args.token or os.environ.get("TICKER_TOKEN") or None
+    if args.token:
+        settings.setValue("connection/token", args.token)
+    elif token is None and not args.demo:
+        token = str(settings.value("connection/token", "") or "") or None
+    cafile = args.cafile or str(settings.value("connection/cafile", "") or "") or None
+    if args.cafile:
+        settings.setValue("connection/cafile", args.cafile)
+    options = ClientOptions(token=token, cafile=cafile)
+    window = MainWindow(url, symbols, settings, options=options, remember_url=not args.demo)
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -165,6 +166,16 @@ class ClientOptions:
     close_timeout: float = 1.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    token: str | None = None
+    """Bearer token for a server started with --token; sent in the Authorization header."""
+    cafile: str | None = None
+    """PEM file of a private CA to trust for wss:// (default: the system's trust store)."""
+
+    def ssl_context(self, url: str) -> ssl.SSLContext | None:
+        """The TLS settings for ``url``: None for ws://."""
+        if not url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.cafile)
 
 
 class TickerClient:
@@ -315,6 +326,8 @@ class TickerClient:
             close_timeout=opts.close_timeout,
             max_size=MAX_FRAME,
             compression=None,
+            additional_headers={"Authorization": f"Bearer {opts.token}"} if opts.token else None,
+            ssl=opts.ssl_context(self.url),
         ) as ws:
             async with asyncio.timeout(opts.open_timeout):
                 first = await ws.recv()

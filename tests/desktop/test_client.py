@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +215,31 @@ async def test_reconnect_now_cuts_a_long_backoff_short(make_server: ServerFactor
         )
     finally:
         await client.close()
+
+
+async def test_token_and_private_ca_over_wss(make_server: ServerFactory, tmp_path: Path) -> None:
+    """With a token and a private CA the client goes live over wss://; without the token it is refused."""
+    import dataclasses
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    server = await make_server(certfile=str(certfile), keyfile=str(keyfile), tokens=("t0k3n",))
+    assert server.url.startswith("wss://")
+    good = TickerClient(server.url, dataclasses.replace(FAST, token="t0k3n", cafile=str(cafile)))
+    refused = TickerClient(server.url, dataclasses.replace(FAST, cafile=str(cafile)))
+    refused_log = EventLog(refused)
+    good.start()
+    refused.start()
+    try:
+        await until(lambda: good.state is ConnectionState.LIVE, "live over wss with the token")
+        error = await refused_log.wait_for(StateChanged, lambda e: e.state is ConnectionState.ERROR)
+        assert "401" in (error.detail or "")
+    finally:
+        await good.close()
+        await refused.close()

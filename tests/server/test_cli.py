@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,6 +16,19 @@ from websockets.exceptions import ConnectionClosed
 from ticker_server.cli import parse_args
 
 from .conftest import TIMEOUT
+
+STARTED: list[asyncio.subprocess.Process] = []
+"""Server processes started by tests; any still running at teardown is killed."""
+
+
+@pytest.fixture(autouse=True)
+async def _no_orphans() -> AsyncIterator[None]:
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
@@ -28,6 +42,7 @@ async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
         *flags,
         stderr=asyncio.subprocess.PIPE,
     )
+    STARTED.append(proc)
     assert proc.stderr is not None
     async with asyncio.timeout(TIMEOUT * 2):
         while True:
@@ -147,6 +162,7 @@ async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:
         "0",
         stderr=asyncio.subprocess.PIPE,
     )
+    STARTED.append(proc)
     assert proc.stderr is not None
     async with asyncio.timeout(TIMEOUT * 2):
         while "waiting for a feed" not in (await proc.stderr.readline()).decode():

@@ -333,7 +333,9 @@ async def test_unthrottled_clients_share_frames_and_see_identical_streams(
     async with asyncio.timeout(TIMEOUT):
         while not any(len(g.members) == 3 for g in gateway.fanout.groups.values()):
             await live_ticks(peers[0], 1)
-    streams = [{(t.symbol, t.seq): t for t in await live_ticks(peer, 30)} for peer in peers]
+    # Read all three at once: each stream then covers the same stretch of the feed.
+    batches = await asyncio.gather(*(live_ticks(peer, 80) for peer in peers))
+    streams = [{(t.symbol, t.seq): t for t in batch} for batch in batches]
     common = set(streams[0]) & set(streams[1]) & set(streams[2])
     assert len(common) >= 10
     for key in common:

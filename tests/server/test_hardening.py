@@ -19,7 +19,7 @@ from websockets.protocol import State
 from ticker_server.app import TickerServer
 
 from .conftest import TIMEOUT, PeerFactory, ServerFactory
-from .test_cli import start_server
+from .test_cli import _no_orphans, start_server  # noqa: F401 - the fixture kills leftovers
 from .test_gateway import live_ticks
 
 
