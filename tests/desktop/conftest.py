@@ -9,13 +9,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 
 from ticker_desktop.client import ClientEvent, ClientOptions, TickerClient
-from ticker_server.app import ServerConfig, TickerServer
+from ticker_server.app import TickerServer
 
 TIMEOUT = float(os.environ.get("TICKER_TEST_TIMEOUT", "10"))
 """Upper bound for any single wait in a test; raise it on a slow machine."""
@@ -111,37 +111,17 @@ class EventLog:
                 await self._arrived.wait()
 
 
-ServerFactory = Callable[..., Awaitable[TickerServer]]
-
-
 @pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    """Start real servers (fast ticks, fixed seed) on 127.0.0.1; all are stopped at teardown."""
-    started: list[TickerServer] = []
-
-    async def factory(**overrides: Any) -> TickerServer:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "tick_rate": 20.0,
-            "seed": 11,
-            "max_rate": 50.0,
-            "heartbeat": 1.0,
-        }
-        settings.update(overrides)
-        server = TickerServer(ServerConfig(**settings))
-        await server.start()
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        await server.stop()
-
-
-@pytest.fixture
-async def server(make_server: ServerFactory) -> TickerServer:
-    return await make_server()
+def server_defaults() -> dict[str, Any]:
+    """Fast ticks, a fixed seed, the default rate cap and quick heartbeats."""
+    return {
+        "host": "127.0.0.1",
+        "port": 0,
+        "tick_rate": 20.0,
+        "seed": 11,
+        "max_rate": 50.0,
+        "heartbeat": 1.0,
+    }
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from ticker_desktop.client import (
 )
 from ticker_server.protocol import Tick
 
-from .conftest import FAST, EventLog, ServerFactory, until
+from ..conftest import ServerFactory
+from .conftest import FAST, EventLog, until
 
 
 def ticks_of(log: EventLog, symbol: str) -> list[Tick]:

@@ -33,8 +33,8 @@ __all__ = [
     "collect",
 ]
 
-# pytest finds fixtures by name in a conftest's namespace: these two come from the server tests.
-make_server = server.make_server
+# pytest finds fixtures by name in a conftest's namespace: these come from the server tests.
+server_defaults = server.server_defaults
 make_peer = server.make_peer
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA")

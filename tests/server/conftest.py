@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from ticker_server.app import TickerServer
-from ticker_server.config import ServerConfig
 from ticker_server.protocol import ServerMessage, decode_server_message
+
+from ..conftest import ServerFactory
+
+__all__ = ["TIMEOUT", "Peer", "PeerFactory", "ServerFactory"]
 
 TIMEOUT = float(os.environ.get("TICKER_TEST_TIMEOUT", "5"))
 """Upper bound for any single wait in a test; raise it on a slow machine."""
@@ -43,31 +45,13 @@ class Peer:
                     return message
 
 
-ServerFactory = Callable[..., Awaitable[TickerServer]]
 PeerFactory = Callable[..., Awaitable[Peer]]
 
 
 @pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    """Start real servers on 127.0.0.1:0 with overrides of a fast test config; all stop at teardown."""
-    started: list[TickerServer] = []
-
-    async def factory(**overrides: Any) -> TickerServer:
-        settings: dict[str, Any] = {"port": 0, "tick_rate": 50.0, "seed": 7, "max_rate": 0.0}
-        settings.update(overrides)
-        server = TickerServer(ServerConfig(**settings))
-        await server.start()
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        await server.stop()
-
-
-@pytest.fixture
-async def server(make_server: ServerFactory) -> TickerServer:
-    return await make_server()
+def server_defaults() -> dict[str, Any]:
+    """Fast ticks, a fixed seed and no rate cap, so tests see plenty of ticks quickly."""
+    return {"host": "127.0.0.1", "port": 0, "tick_rate": 50.0, "seed": 7, "max_rate": 0.0}
 
 
 @pytest.fixture
