@@ -48,6 +48,9 @@ class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
         # Peak downsampling keeps each bucket's high and low: ~2 buckets per pixel show every
         # spike; pyqtgraph's default of 5 only adds points the eye cannot see.
         self.opts["autoDownsampleFactor"] = 2.0
+        # The y range always fits the data in view, so points are never millions of view
+        # heights away; the guard against that costs a min and max over all data per setData.
+        self.setDynamicRangeLimit(None)
         self._deferring = False
         self._missed = False
 
@@ -64,6 +67,14 @@ class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
     def setData(self, *args: Any, **kwargs: Any) -> None:
         self._missed = False  # setData clips for the current range anyway
         super().setData(*args, **kwargs)
+
+    def updateItems(self, styleUpdate: bool = True) -> None:
+        dataset = getattr(self, "_dataset", None)
+        if dataset is not None and self.opts["skipFiniteCheck"]:
+            # Data vouched finite (setSkipFiniteCheck) is still scanned for NaN on every
+            # setData unless its dataset is told so: a pass and a copy of all data held.
+            dataset.xAllFinite = dataset.yAllFinite = True
+        super().updateItems(styleUpdate)
 
     def viewRangeChanged(self, vb: Any = None, ranges: Any = None, changed: Any = None) -> None:
         if self._deferring:
@@ -173,6 +184,11 @@ class PricePane:
         vb.disableAutoRange()
         vb.setMouseEnabled(x=True, y=False)  # the price axis always fits what is in view
         vb.setDefaultPadding(0.0)
+        for name in ("left", "right", "top", "bottom"):
+            axis = plot.getAxis(name)
+            if not axis.isVisible():
+                # A hidden axis still re-computes its range and label on every range change.
+                axis.unlinkFromView()
 
     def set_symbol(self, symbol: str | None) -> None:
         """Show ``symbol`` (or nothing) from its start, following the live edge."""
@@ -287,6 +303,11 @@ class PricePane:
         if changed and self.volume_plot is not None:
             self.volume.refresh()
         self._fit_y(series)
+        # Apply the new ranges now: ViewBox would do it while painting, and moving its
+        # child group mid-paint schedules a second paint of the canvas.
+        for plot in (self.plot, self.volume_plot):
+            if plot is not None:
+                plot.vb.updateMatrix()
         self._decorate(series)
         self.refreshes += 1
         return newest
