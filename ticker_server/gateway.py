@@ -27,6 +27,7 @@ from .config import ServerConfig
 from .conflation import Fanout, Subscriber, SubscriberGroup
 from .limits import TokenBucket
 from .protocol import (
+    MAX_FRAME,
     Error,
     Heartbeat,
     Hello,
@@ -64,6 +65,26 @@ CLOSE_TIMEOUT = 5.0
 def _wire(payload: bytes) -> bytes:
     """A server-to-client text frame as it goes on the wire (servers never mask)."""
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def _snapshot_frames(symbol: str, parts: list[bytes]) -> list[bytes]:
+    """A symbol's snapshot as one or more frames, each within MAX_FRAME, oldest ticks first.
+
+    A long history does not fit one 64 KiB frame, which clients are allowed to refuse
+    (1009); consecutive snapshot messages of one symbol simply continue each other.
+    """
+    head = b'{"type":"snapshot","symbol":"' + symbol.encode() + b'","ticks":['
+    frames: list[bytes] = []
+    chunk: list[bytes] = []
+    size = len(head) + 2
+    for part in parts:
+        if chunk and size + len(part) + 1 > MAX_FRAME:
+            frames.append(head + b",".join(chunk) + b"]}")
+            chunk, size = [], len(head) + 2
+        chunk.append(part)
+        size += len(part) + 1
+    frames.append(head + b",".join(chunk) + b"]}")
+    return frames
 
 
 @dataclass(eq=False)
@@ -534,15 +555,8 @@ class Gateway:
         self._send(client, Subscribed(symbols=list(client.symbols), id=request.id))
         now = self.clock()
         for symbol, parts in snapshots:
-            self._write(
-                client,
-                b'{"type":"snapshot","symbol":"'
-                + symbol.encode()
-                + b'","ticks":['
-                + b",".join(parts)
-                + b"]}",
-                now,
-            )
+            for chunk in _snapshot_frames(symbol, parts):
+                self._write(client, chunk, now)
 
     def _unsubscribe(self, client: Client, request: Unsubscribe) -> None:
         known, unknown = self._split(request.symbols)

@@ -62,7 +62,8 @@ async def make_peer() -> AsyncIterator[PeerFactory]:
     async def factory(url: str, **kwargs: Any) -> Peer:
         # An unbounded queue: a test that stops reading must not stall the close handshake.
         kwargs.setdefault("max_queue", None)
-        ws = await connect(url, max_size=None, **kwargs)
+        kwargs.setdefault("max_size", None)
+        ws = await connect(url, **kwargs)
         peer = Peer(ws)
         peers.append(peer)
         hello = await peer.recv()

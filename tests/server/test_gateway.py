@@ -341,3 +341,26 @@ async def test_unthrottled_clients_share_frames_and_see_identical_streams(
     for key in common:
         assert streams[0][key] == streams[1][key] == streams[2][key]
         assert streams[0][key].merged is None, "unthrottled: nothing conflated"
+
+
+async def test_long_snapshot_is_split_into_frames_within_64k(
+    make_server: ServerFactory, make_peer: PeerFactory
+) -> None:
+    """A snapshot larger than one 64 KiB frame arrives as consecutive snapshot messages, none over the limit."""
+    server = await make_server(tick_rate=400.0, history=2000, symbols=("AAPL", "MSFT"))
+    warm = await make_peer(server.url)
+    await warm.send(type="subscribe", symbols=["AAPL"])
+    await live_ticks(warm, 1000)
+    peer = await make_peer(server.url, max_size=64 * 1024)
+    await peer.send(type="subscribe", symbols=["AAPL"], snapshot=2000)
+    await peer.expect("subscribed")
+    seqs: list[int] = []
+    chunks = 0
+    async with asyncio.timeout(TIMEOUT):
+        while len(seqs) < 1000:
+            message = await peer.recv()
+            if message.type == "snapshot":
+                chunks += 1
+                seqs += [t.seq for t in message.ticks]
+    assert chunks >= 2
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "chunks continue each other exactly"
