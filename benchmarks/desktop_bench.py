@@ -7,7 +7,8 @@
   50k points each, fed synthetic ticks at exactly 100/s per symbol through the store
   (isolates rendering);
 * ``ours/server``: the same window connected, as a user would, to a
-  ``python -m ticker_server --tick-rate 100 --max-rate 0`` child pinned to ``--server-core``;
+  ``python -m ticker_server --tick-rate 100 --max-rate 0 --history 300`` child pinned to
+  ``--server-core``;
 * ``baseline/synthetic`` (with ``--baseline``): the textbook pyqtgraph way
   (:mod:`benchmarks.textbook_charts`) under the same synthetic load.
 
