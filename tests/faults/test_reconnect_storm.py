@@ -6,13 +6,13 @@ import asyncio
 import signal
 import socket
 import statistics
-import sys
 from collections.abc import Callable
 
 from ticker_desktop.client import ClientOptions, ConnectionState, StateChanged, TickerClient
 from ticker_desktop.events import ClientEvent
 
 from ..server.conftest import TIMEOUT
+from ..server.test_cli import _no_orphans, spawn_server  # noqa: F401 - the fixture kills leftovers
 
 CLIENTS = 200
 
@@ -25,22 +25,9 @@ def free_port() -> int:
 
 
 async def start_server(port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ticker_server",
-        "--port",
-        str(port),
-        "--tick-rate",
-        "2",
-        "--max-connections",
-        "1000",
-        stderr=asyncio.subprocess.PIPE,
+    proc, _ = await spawn_server(
+        "--port", str(port), "--tick-rate", "2", "--max-connections", "1000"
     )
-    assert proc.stderr is not None
-    async with asyncio.timeout(TIMEOUT * 2):
-        while "serving ws://" not in (await proc.stderr.readline()).decode():
-            pass
     return proc
 
 

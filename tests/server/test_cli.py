@@ -31,25 +31,27 @@ async def _no_orphans() -> AsyncIterator[None]:
             await proc.wait()
 
 
-async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
-    """Run ``python -m ticker_server`` and return it with the URL from its 'serving' log line."""
+async def spawn_server(
+    *args: str, ready: str = "serving ws://"
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Run ``python -m ticker_server ARGS`` until it logs a line containing ``ready``; return it and that line."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ticker_server",
-        "--port",
-        "0",
-        *flags,
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "ticker_server", *args, stderr=asyncio.subprocess.PIPE
     )
     STARTED.append(proc)
     assert proc.stderr is not None
     async with asyncio.timeout(TIMEOUT * 2):
         while True:
             line = (await proc.stderr.readline()).decode()
-            assert line, "server exited before serving"
-            if "serving ws://" in line:
-                return proc, line.split("serving ", 1)[1].strip()
+            assert line, f"server exited before logging {ready!r}"
+            if ready in line:
+                return proc, line
+
+
+async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Run ``python -m ticker_server`` on a free port and return it with the URL it serves."""
+    proc, line = await spawn_server("--port", "0", *flags)
+    return proc, line.split("serving ", 1)[1].strip()
 
 
 async def test_sigterm_closes_clients_1001_and_exits_0() -> None:
@@ -151,21 +153,8 @@ def test_port_in_use_is_a_clear_error_not_a_traceback() -> None:
 
 async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:
     """A gateway still waiting for a feed to announce itself stops on SIGTERM and exits 0."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ticker_server",
-        "gateway",
-        "--broker",
-        "redis://127.0.0.1:1/0",
-        "--port",
-        "0",
-        stderr=asyncio.subprocess.PIPE,
+    proc, _ = await spawn_server(
+        "gateway", "--broker", "redis://127.0.0.1:1/0", "--port", "0", ready="waiting for a feed"
     )
-    STARTED.append(proc)
-    assert proc.stderr is not None
-    async with asyncio.timeout(TIMEOUT * 2):
-        while "waiting for a feed" not in (await proc.stderr.readline()).decode():
-            pass
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 5) == 0
