@@ -14,6 +14,7 @@ from websockets.asyncio.server import Server, serve
 
 from .bus import Bus, LocalBus
 from .config import ServerConfig
+from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
 from .market import Market, listings_for
@@ -90,8 +91,9 @@ class TickerServer:
                 config.port,
                 max_size=MAX_FRAME,
                 compression="deflate" if config.compression else None,
-                ping_interval=config.ping_interval,
-                ping_timeout=config.ping_timeout,
+                create_connection=GatewayConnection,
+                ping_interval=None,  # the gateway pings: one pass, not a task per connection
+                ping_timeout=None,
                 open_timeout=config.open_timeout,
                 close_timeout=5,
                 process_request=endpoints.process_request,

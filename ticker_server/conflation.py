@@ -187,7 +187,7 @@ class SymbolState:
     """True while the subscriber sits in the symbol's armed set."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     """One client's subscriptions and what is waiting to go out to it."""
 
@@ -202,7 +202,7 @@ class Subscriber:
     """The group this subscriber currently rides with; its own states are idle meanwhile."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SubscriberGroup(Subscriber):
     """Unthrottled subscribers of the same symbols, in step: one cursor, one frame for all.
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from .config import ServerConfig
 from .conflation import Fanout, Subscriber, SubscriberGroup
+from .connection import GatewayConnection
 from .limits import TokenBucket
 from .protocol import (
     MAX_FRAME,
@@ -53,6 +53,8 @@ log = logging.getLogger("ticker_server.gateway")
 
 CLOSE_SLOW_CONSUMER = 1013
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
+"""Close code when a keepalive ping goes unanswered (as websockets' own keepalive)."""
 CLOSE_FEED_RESTARTED = 1012
 """Close code (service restart) when the feed restarts with a new epoch."""
 ABUSE_LIMIT = 100
@@ -87,12 +89,15 @@ def _snapshot_frames(symbol: str, parts: list[bytes]) -> list[bytes]:
     return frames
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Client(Subscriber):
     """A connected client: its subscriptions plus what the I/O layer tracks."""
 
-    connection: ServerConnection | None = None
+    connection: GatewayConnection | None = None
     connected_at: float = 0.0
+    ping_sent: float = 0.0
+    """Loop time of the unanswered keepalive ping, or 0."""
+    last_ping: float = 0.0
     last_write: float = 0.0
     blocked_since: float = 0.0
     delivered: int = 0
@@ -160,6 +165,8 @@ class Gateway:
         self._timer_due = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        self._handle = self.handle
+        """One bound method shared by every connection's callback."""
         self._hello = encode(
             Hello(
                 symbols=list(self.listings),
@@ -345,7 +352,10 @@ class Gateway:
 
     async def _maintain(self) -> None:
         """Unblock drained clients, close ones stuck too long, and send heartbeats."""
-        next_heartbeat = 0.0
+        next_heartbeat = next_keepalive = 0.0
+        loop = asyncio.get_running_loop()
+        interval, timeout = self.config.ping_interval, self.config.ping_timeout
+        keepalive_period = min(1.0, interval / 4, timeout / 4)
         while True:
             await asyncio.sleep(MAINTENANCE_PERIOD)
             now = self.clock()
@@ -367,6 +377,9 @@ class Gateway:
             if now >= next_heartbeat:
                 next_heartbeat = now + min(1.0, self.config.heartbeat / 2)
                 self._heartbeats(now)
+            if interval > 0 and loop.time() >= next_keepalive:
+                next_keepalive = loop.time() + keepalive_period
+                self._keepalive(loop.time())
 
     def _regroup(self) -> None:
         for client in list(self._join):
@@ -384,6 +397,35 @@ class Gateway:
             if client.last_write <= quiet and not client.blocked:
                 data = data or encode(Heartbeat(ts=now))
                 self._write(client, data, now)
+
+    def _keepalive(self, now: float) -> None:
+        """Ping each client every ping_interval; fail one whose pong is ping_timeout late.
+
+        One pass over all clients instead of a task per connection. A blocked
+        client is left to the slow-consumer rule: its ping would queue behind
+        the backlog it is not reading.
+        """
+        interval, timeout = self.config.ping_interval, self.config.ping_timeout
+        for client in self.clients:
+            conn = client.connection
+            if conn is None or client.blocked or client.closing:
+                continue
+            if client.ping_sent:
+                if conn.pong_at >= client.ping_sent:
+                    client.ping_sent = 0.0
+                elif now - client.ping_sent > timeout:
+                    log.info("closing %s: keepalive ping timeout", client.name)
+                    client.closing = True
+                    self.fanout.remove(client)
+                    conn.fail(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+                    continue
+            if not client.ping_sent and now - client.last_ping >= interval:
+                client.ping_sent = client.last_ping = now
+                try:
+                    conn.protocol.send_ping(b"")
+                    conn.send_data()
+                except Exception as exc:  # a transport torn down under us
+                    log.debug("ping to %s failed: %r", client.name, exc)
 
     def _close(self, client: Client, code: int, reason: str) -> None:
         conn = client.connection
@@ -411,8 +453,10 @@ class Gateway:
 
     # -- connections and requests ----------------------------------------------------
 
-    async def handler(self, conn: ServerConnection) -> None:
-        """Serve one connection until it closes."""
+    async def handler(self, connection: ServerConnection) -> None:
+        """Serve one connection until it closes; its messages arrive by callback."""
+        conn = cast(GatewayConnection, connection)  # serve(create_connection=GatewayConnection)
+        conn.forget_handshake()
         now = self.clock()
         peer = conn.remote_address
         client = Client(
@@ -429,11 +473,10 @@ class Gateway:
         self.stats.connections += 1
         log.info("connect %s", client.name)
         self._write(client, self._hello, now)
+        client.last_ping = conn.loop.time()
         try:
-            async for message in conn:
-                self.handle(client, message)
-        except ConnectionClosed:
-            pass
+            conn.listen(self._handle, client)
+            await conn.lost
         finally:
             self.fanout.remove(client)
             self.clients.discard(client)

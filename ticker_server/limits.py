@@ -12,6 +12,8 @@ class TokenBucket:
     tell a client that briefly bursts from one that keeps hammering.
     """
 
+    __slots__ = ("_stamp", "_tokens", "burst", "rate", "refused_in_a_row")
+
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = burst

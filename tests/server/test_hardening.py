@@ -126,6 +126,33 @@ async def test_invalid_utf8_closes_1007(server: TickerServer) -> None:
         assert await closed_with(ws) == 1007
 
 
+async def test_fragmented_request_is_assembled(server: TickerServer) -> None:
+    """A request sent as several fragments is answered like one sent whole."""
+    async with connect(server.url) as ws:
+        await ws.recv()
+        await ws.send(['{"type":"subscribe",', '"symbols":["AAPL"],', '"id":"frag"}'])
+        while (reply := json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)))[
+            "type"
+        ] != "subscribed":
+            pass
+        assert reply == {"type": "subscribed", "symbols": ["AAPL"], "id": "frag"}
+
+
+async def test_invalid_utf8_across_fragments_closes_1007(server: TickerServer) -> None:
+    """A character split across fragments is fine; bytes that are not UTF-8 once joined close with 1007."""
+    async with connect(server.url) as ws:
+        await ws.recv()
+        euro = "€".encode()  # three bytes, split between two fragments
+        ws.protocol.send_text(b'{"type":"ping","id":"' + euro[:1], fin=False)
+        ws.protocol.send_continuation(euro[1:] + b'"}', fin=True)
+        ws.send_data()
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["id"] == "€"
+        ws.protocol.send_text(b'{"type":"ping","id":"\xe2', fin=False)
+        ws.protocol.send_continuation(b'\xff"}', fin=True)
+        ws.send_data()
+        assert await closed_with(ws) == 1007
+
+
 async def test_request_rate_limit(make_server: ServerFactory, make_peer: PeerFactory) -> None:
     """Requests past the burst get rate_limited errors; the connection stays up."""
     server = await make_server(request_rate=5.0, request_burst=10.0)
@@ -185,6 +212,27 @@ async def test_unresponsive_client_dropped_by_ping_timeout(make_server: ServerFa
             await asyncio.sleep(0.02)
     assert loop.time() - start < 0.2 + 0.2 + 0.5
     ws.transport.abort()
+
+
+async def test_responsive_client_survives_keepalive(make_server: ServerFactory) -> None:
+    """A client that answers pings (every library does, by itself) stays connected ping after ping."""
+    server = await make_server(ping_interval=0.1, ping_timeout=0.1)
+    gateway = server.gateway
+    assert gateway is not None
+    async with connect(server.url, ping_interval=None) as ws:
+        await ws.recv()
+        [client] = gateway.clients
+        conn = client.connection
+        assert conn is not None
+        pongs: set[float] = set()
+        async with asyncio.timeout(TIMEOUT):
+            while len(pongs) < 5:  # polled: pongs expose no event
+                if conn.pong_at:
+                    pongs.add(conn.pong_at)
+                await asyncio.sleep(0.02)
+        # Five round trips over at least four ping intervals, each within the 0.1 s timeout.
+        assert max(pongs) - min(pongs) >= 4 * 0.1
+        assert ws.protocol.state is State.OPEN and conn.protocol.state is State.OPEN
 
 
 # -- resume ------------------------------------------------------------------------------
