@@ -69,8 +69,6 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("RSS MB at start", "rss_start_mb", "-"),
     ("RSS MB at end", "rss_end_mb", "-"),
     ("RSS growth %", "rss_growth_percent", "<= 5 over 10 min"),
-    ("buffer pages first written MB", "buffer_fill_mb", "-"),
-    ("RSS growth % less those pages", "rss_growth_net_percent", "-"),
 )
 
 

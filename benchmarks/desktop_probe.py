@@ -39,7 +39,6 @@ import qasync
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from ticker_desktop.buffers import TICK_COLUMNS
 from ticker_desktop.client import ClientOptions, ConnectionState, StateChanged
 from ticker_desktop.main_window import FRAME_MS, MainWindow
 from ticker_desktop.store import MarketStore
@@ -151,9 +150,6 @@ def _ticks(symbol: str, seq: int, ts: _Array, prices: _Array) -> list[Tick]:
 
 class Ours:
     """The real dashboard window in its grid view, instrumented through ``window.stats``."""
-
-    row_bytes = sum(np.dtype(dtype).itemsize for dtype in TICK_COLUMNS.values())
-    """Bytes a tick takes in the store's buffers."""
 
     def __init__(self, args: argparse.Namespace, symbols: list[str], settings: Path) -> None:
         options = ClientOptions(max_rate=None) if args.unthrottled else ClientOptions()
@@ -272,9 +268,6 @@ class Ours:
 
 class Textbook:
     """The textbook baseline, fed by the same synthetic feed."""
-
-    row_bytes = 16
-    """Bytes a point takes in a ring buffer (x and y)."""
 
     def __init__(self, args: argparse.Namespace, symbols: list[str]) -> None:
         self.symbols = symbols
@@ -427,10 +420,6 @@ async def _window(
     elapsed = time.perf_counter() - t0
     used = resources.since()
     received, generated = subject.received()
-    # Buffers are zeroed arrays whose pages the kernel commits as rows are first written:
-    # RSS grows by this much until they reach capacity, then stays flat.
-    fill = (received - received0) * subject.row_bytes / 1e6
-    grown = used["rss_end_mb"] - used["rss_start_mb"]
     canvases = 1 if args.target == "ours" else args.charts
     times = np.array([t for t, _ in rss])
     sizes = np.array([m for _, m in rss])
@@ -458,8 +447,6 @@ async def _window(
             "freezes_ms": sorted((round(f * 1e3) for f in watch.freezes), reverse=True)[:20],
         },
         "ticks_per_s": round((received - received0) / elapsed, 1),
-        "buffer_fill_mb": round(fill, 1),
-        "rss_growth_net_percent": round(100 * (grown - fill) / used["rss_start_mb"], 2),
         "generated_ticks_per_s": round((generated - generated0) / elapsed, 1),
         **used,
         "rss_slope_mb_per_min": None if slope is None else round(slope, 2),

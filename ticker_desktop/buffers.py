@@ -3,8 +3,16 @@
 Both buffers keep their newest rows contiguous so a chart can hand a zero-copy
 view to pyqtgraph: rows are appended at the end of arrays a quarter larger than
 the capacity, and when the end is reached the newest ``capacity`` rows are moved
-to the front in one ``memmove``. Memory is fixed at construction and the move
-costs about four element copies per appended row.
+to the front in one ``memmove``. The move costs about four element copies per
+appended row.
+
+Memory is fixed at construction: the arrays are written once when created, so
+the kernel commits their pages then and RSS does not grow as rows are first
+appended (``np.zeros`` would map them lazily). A :class:`TickBuffer` of the
+default 100,000 rows takes 10 MB (125,000 rows x 10 columns x 8 B) and a
+:class:`CandleSeries` of the default 20,000 candles 1.4 MB (25,000 x 7 x 8 B),
+so a dashboard symbol (its ticks and three candle widths) costs about 14 MB,
+committed in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -60,7 +68,8 @@ class Columns:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._room = capacity + max(capacity // 4, 1)
-        self._arrays = {name: np.zeros(self._room, dtype) for name, dtype in dtypes.items()}
+        # np.full writes every element, so the pages are committed now, not on first append.
+        self._arrays = {name: np.full(self._room, 0, dtype) for name, dtype in dtypes.items()}
         self._start = 0
         self._end = 0
         self.evicted = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from hypothesis import given, settings
@@ -34,6 +35,29 @@ def test_columns_keep_the_newest_rows_contiguous() -> None:
     assert list(cols.column("x")) == list(range(47, 57))
     assert cols.evicted == 47
     assert cols.column("x").flags["C_CONTIGUOUS"]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_columns_commit_their_memory_at_construction() -> None:
+    """RSS is taken when a Columns is created and does not grow as its rows are first written."""
+    # 40 MB is above glibc's largest mmap threshold (32 MB), so these are fresh pages, never
+    # resident memory freed by an earlier test.
+    capacity = 4_000_000
+    before = rss_bytes()
+    cols = Columns(capacity, {"x": np.int64})
+    created = rss_bytes()
+    # Appending until the room is used up writes each row once; writing it all at once is faster.
+    backing = cols.raw("x")
+    backing[:] = np.arange(len(backing))
+    filled = rss_bytes()
+    allocated = backing.nbytes
+    assert allocated >= capacity * 8
+    assert created - before > 0.9 * allocated
+    assert filled - created < 0.02 * allocated
 
 
 @given(capacity=st.integers(1, 40), count=st.integers(0, 300))
