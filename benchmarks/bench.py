@@ -163,6 +163,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--slow-after", type=float, default=0.0, help="seconds after subscribing they stop reading"
     )
     parser.add_argument(
+        "--slow-for",
+        type=float,
+        default=0.0,
+        help="seconds they stay stopped before reading again (0: until the window ends)",
+    )
+    parser.add_argument(
         "--verify-share",
         type=float,
         default=0.02,
@@ -214,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_rate=args.max_rate,
         slow_rcvbuf=args.slow_rcvbuf,
         slow_after=args.slow_after,
+        slow_for=args.slow_for,
         connect_concurrency=max(1, args.connect_concurrency // workers),
         open_timeout=min(args.connect_timeout, 60.0),
         latency_rate=args.latency_rate / workers,
