@@ -62,8 +62,8 @@ SCENARIOS = {
         ),
         Scenario(
             "1b",
-            "Scenario 1 with the feed at 1,000 ticks/s in its calm regime (--tick-rate 59)",
-            ["--tick-rate", "59", "--max-rate", "0"],
+            "Scenario 1 with the feed at 1,000 ticks/s in its calm regime (--tick-rate 60)",
+            ["--tick-rate", "60", "--max-rate", "0"],
             ["--clients", "1000", "--verify-share", "0.02", "--server-metrics"],
         ),
         Scenario(

@@ -92,6 +92,7 @@ class TickerServer:
                 max_size=MAX_FRAME,
                 compression="deflate" if config.compression else None,
                 create_connection=GatewayConnection,
+                write_limit=config.max_buffer,  # above it the transport pauses: client blocked
                 ping_interval=None,  # the gateway pings: one pass, not a task per connection
                 ping_timeout=None,
                 open_timeout=config.open_timeout,

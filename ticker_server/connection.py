@@ -29,7 +29,16 @@ class GatewayConnection(ServerConnection):
     """A :class:`ServerConnection` that delivers messages by callback instead of ``recv()``."""
 
     # Slots, not the instance dict: a few more keys would double the size of the dict.
-    __slots__ = ("_early", "_owner", "_partial", "_partial_text", "lost", "on_message", "pong_at")
+    __slots__ = (
+        "_early",
+        "_owner",
+        "_partial",
+        "_partial_text",
+        "lost",
+        "on_message",
+        "on_pause",
+        "pong_at",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -39,6 +48,7 @@ class GatewayConnection(ServerConnection):
         self.lost: asyncio.Future[None] = self.loop.create_future()
         """Done when the TCP connection is gone (cheaper to await than ``wait_closed()``)."""
         self.on_message: Callable[[Any, Data], None] | None = None
+        self.on_pause: Callable[[Any], None] | None = None
         self._owner: Any = None
         self._early: list[Data] | None = None
         self.pong_at = 0.0
@@ -51,12 +61,18 @@ class GatewayConnection(ServerConnection):
         # recv() is never called, so the assembler's frame queue stays empty: a list, not a deque.
         self.recv_messages.frames.queue = cast("collections.deque[Frame]", [])
 
-    def listen(self, on_message: Callable[[Any, Data], None], owner: Any) -> None:
-        """Call ``on_message(owner, message)`` with each complete message from now on.
+    def listen(
+        self,
+        on_message: Callable[[Any, Data], None],
+        on_pause: Callable[[Any], None],
+        owner: Any,
+    ) -> None:
+        """Call ``on_message(owner, message)`` with each complete message from now on, and
+        ``on_pause(owner)`` when the transport's write buffer goes above its high-water mark.
 
         Messages that came in before (normally none) are delivered at once.
         """
-        self.on_message, self._owner = on_message, owner
+        self.on_message, self.on_pause, self._owner = on_message, on_pause, owner
         early, self._early = self._early, None
         for message in early or ():
             on_message(owner, message)
@@ -65,6 +81,11 @@ class GatewayConnection(ServerConnection):
         super().connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.on_pause is not None:
+            self.on_pause(self._owner)
 
     def forget_handshake(self) -> None:
         """Drop the handshake's headers (about 3.5 KB), which nothing reads after it."""

@@ -60,6 +60,8 @@ CLOSE_FEED_RESTARTED = 1012
 ABUSE_LIMIT = 100
 """Refused requests in a row after which a client is closed with 1008."""
 MAINTENANCE_PERIOD = 0.05
+PACE_MIN = 0.001
+"""Shortest pause between flushes; the event loop's selector cannot sleep less than 1 ms."""
 CLOSE_TIMEOUT = 5.0
 """Seconds a client closed by the server has to read what is queued and answer the close."""
 
@@ -103,6 +105,9 @@ class Client(Subscriber):
     delivered: int = 0
     bucket: TokenBucket | None = None
     closing: bool = False
+    raw: bool = True
+    """Frames go to the transport as serialized; False when an extension (compression) must
+    transform each one."""
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -166,7 +171,8 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._handle = self.handle
-        """One bound method shared by every connection's callback."""
+        self._pause = self._on_pause
+        """Bound methods shared by every connection's callbacks."""
         self._hello = encode(
             Hello(
                 symbols=list(self.listings),
@@ -255,7 +261,9 @@ class Gateway:
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             delay = self._next_flush_at - loop.time()
-            if delay > 0:
+            # The selector sleeps in whole milliseconds, so a shorter pause would cost a full
+            # one: pace only after flushes that took that long (under load), else flush now.
+            if delay >= PACE_MIN:
                 self._flush_handle = loop.call_later(delay, self._flush)
             else:
                 self._flush_handle = loop.call_soon(self._flush)
@@ -325,23 +333,26 @@ class Gateway:
         if conn is None or client.closing or conn.protocol.state is not State.OPEN:
             return
         try:
-            protocol = conn.protocol
-            if protocol.extensions or protocol.expect_continuation_frame:
-                protocol.send_text(data)
-                conn.send_data()
-            else:
+            if client.raw:
                 conn.transport.write(wire or _wire(data))
+            else:
+                conn.protocol.send_text(data)
+                conn.send_data()
         except Exception as exc:  # a transport torn down under us; the handler cleans up
             log.debug("write to %s failed: %r", client.name, exc)
             return
         client.last_write = now
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
-        if not client.blocked and conn.transport.get_write_buffer_size() > self.config.max_buffer:
-            client.blocked = True
-            client.blocked_since = now
-            self._blocked.add(client)
-            self.fanout.leave(client)  # it conflates on its own from the group's position
+
+    def _on_pause(self, client: Client) -> None:
+        """Transport callback: the client's write buffer went above max_buffer during a write."""
+        if client.blocked or client.closing:
+            return
+        client.blocked = True
+        client.blocked_since = self.clock()
+        self._blocked.add(client)
+        self.fanout.leave(client)  # it conflates on its own from the group's position
 
     def _send(
         self, client: Client, message: Subscribed | Unsubscribed | Snapshot | Symbols | Pong | Error
@@ -463,6 +474,7 @@ class Gateway:
             name=f"{peer[0]}:{peer[1]}" if peer else "?",
             connection=conn,
             connected_at=now,
+            raw=not conn.protocol.extensions,
             bucket=TokenBucket(self.config.request_rate, self.config.request_burst, now),
         )
         if self.config.sndbuf:
@@ -475,7 +487,7 @@ class Gateway:
         self._write(client, self._hello, now)
         client.last_ping = conn.loop.time()
         try:
-            conn.listen(self._handle, client)
+            conn.listen(self._handle, self._pause, client)
             await conn.lost
         finally:
             self.fanout.remove(client)
