@@ -92,7 +92,9 @@ class TickerServer:
                 max_size=MAX_FRAME,
                 compression="deflate" if config.compression else None,
                 create_connection=GatewayConnection,
-                write_limit=config.max_buffer,  # above it the transport pauses: client blocked
+                # Above max_buffer the transport pauses and the gateway blocks the client; below
+                # half of it, it resumes and the gateway's maintenance pass unblocks it.
+                write_limit=(config.max_buffer, config.max_buffer // 2),
                 ping_interval=None,  # the gateway pings: one pass, not a task per connection
                 ping_timeout=None,
                 open_timeout=config.open_timeout,

@@ -378,7 +378,7 @@ class Gateway:
                 conn = client.connection
                 if client.closed or conn is None:
                     self._blocked.discard(client)
-                elif conn.transport.get_write_buffer_size() <= self.config.max_buffer // 2:
+                elif not conn.paused:  # its transport resumed: below half of max_buffer
                     client.blocked = False
                     self._blocked.discard(client)
                     self._pending.add(client)

@@ -295,6 +295,34 @@ async def test_stalled_reader_never_delays_others(
     await stalled.close()
 
 
+async def test_reader_that_stalls_again_is_blocked_again(make_server: ServerFactory) -> None:
+    """Blocked, drained and unblocked, then stalled again: blocked again, its buffer still bounded."""
+    server = await make_server(
+        tick_rate=200.0, max_buffer=16 * 1024, slow_grace=60.0, sndbuf=16 * 1024
+    )
+    gateway = server.gateway
+    assert gateway is not None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    ws = await connect(server.url, sock=sock, max_size=None, max_queue=None)
+    await ws.send(json.dumps({"type": "subscribe", "symbols": list(gateway.listings)}))
+    for _ in range(2):
+        ws.transport.pause_reading()
+        async with asyncio.timeout(TIMEOUT * 3):
+            while not gateway._blocked:  # noqa: ASYNC110 - blocking exposes no event
+                await asyncio.sleep(0.01)
+        [client] = list(gateway._blocked)
+        assert client.connection is not None
+        assert client.connection.transport.get_write_buffer_size() < 16 * 1024 + 8 * 1024
+        ws.transport.resume_reading()  # websockets queues what it reads (max_queue=None)
+        async with asyncio.timeout(TIMEOUT * 3):
+            while gateway._blocked:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert not client.blocked
+    await ws.close()
+
+
 async def test_slow_consumer_closed_with_1013(make_server: ServerFactory) -> None:
     """A client stuck above the buffer limit longer than the grace period is closed with 1013."""
     server = await make_server(
