@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import ssl
@@ -111,6 +112,28 @@ async def test_compression_off_by_default_and_on_by_flag(make_server: ServerFact
     async with connect(deflate.url) as ws:
         assert ws.response is not None
         assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
+
+async def test_compressed_client_gets_ticks_beside_plain_ones(make_server: ServerFactory) -> None:
+    """With --compression, a deflate client and a plain one in the same group both get valid ticks."""
+    server = await make_server(compression=True, tick_rate=50.0)
+    async with (
+        connect(server.url) as deflate,
+        connect(server.url, compression=None) as plain,
+    ):
+        for ws in (deflate, plain):
+            await ws.recv()
+            await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL", "MSFT"]}))
+        assert deflate.protocol.extensions and not plain.protocol.extensions
+        for ws in (deflate, plain):
+            seqs: dict[str, list[int]] = {"AAPL": [], "MSFT": []}
+            async with asyncio.timeout(TIMEOUT):
+                while min(len(v) for v in seqs.values()) < 10:
+                    message = json.loads(await ws.recv())
+                    for tick in message.get("ticks", []) if message["type"] == "ticks" else []:
+                        seqs[tick["symbol"]].append(tick["seq"])
+            for symbol_seqs in seqs.values():  # seqs count per symbol
+                assert all(a < b for a, b in itertools.pairwise(symbol_seqs))
 
 
 # -- limits ----------------------------------------------------------------------------
