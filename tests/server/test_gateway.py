@@ -10,7 +10,7 @@ from collections import defaultdict
 from itertools import pairwise
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ticker_server.app import TickerServer
@@ -257,6 +257,20 @@ async def test_same_seed_same_prices(make_server: ServerFactory, make_peer: Peer
     assert all(streams[0][s] == streams[1][s] for s in common)
 
 
+async def small_window_client(server: TickerServer, max_queue: int | None) -> ClientConnection:
+    """A client of every symbol with a 4 KiB receive buffer, so a stall reaches the server soon.
+
+    Loopback kernel buffers otherwise absorb megabytes before the server feels anything.
+    """
+    assert server.gateway is not None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    ws = await connect(server.url, sock=sock, max_size=None, max_queue=max_queue)
+    await ws.send(json.dumps({"type": "subscribe", "symbols": list(server.gateway.listings)}))
+    return ws
+
+
 async def test_stalled_reader_never_delays_others(
     make_server: ServerFactory, make_peer: PeerFactory
 ) -> None:
@@ -266,11 +280,7 @@ async def test_stalled_reader_never_delays_others(
     )
     gateway = server.gateway
     assert gateway is not None
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    stalled = await connect(server.url, sock=sock, max_size=None, max_queue=None)
-    await stalled.send(json.dumps({"type": "subscribe", "symbols": list(gateway.listings)}))
+    stalled = await small_window_client(server, max_queue=None)
     # Stop reading: websockets buffers at most max_queue messages, then TCP pushes back.
     stalled.transport.pause_reading()
     healthy = await make_peer(server.url)
@@ -302,11 +312,7 @@ async def test_reader_that_stalls_again_is_blocked_again(make_server: ServerFact
     )
     gateway = server.gateway
     assert gateway is not None
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    ws = await connect(server.url, sock=sock, max_size=None, max_queue=None)
-    await ws.send(json.dumps({"type": "subscribe", "symbols": list(gateway.listings)}))
+    ws = await small_window_client(server, max_queue=None)
     for _ in range(2):
         ws.transport.pause_reading()
         async with asyncio.timeout(TIMEOUT * 3):
@@ -330,11 +336,7 @@ async def test_slow_consumer_closed_with_1013(make_server: ServerFactory) -> Non
     )
     gateway = server.gateway
     assert gateway is not None
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    ws = await connect(server.url, sock=sock, max_size=None, max_queue=4)
-    await ws.send(json.dumps({"type": "subscribe", "symbols": list(gateway.listings)}))
+    ws = await small_window_client(server, max_queue=4)
     ws.transport.pause_reading()
     async with asyncio.timeout(TIMEOUT * 4):
         # The server exposes a counter, not an event, for this decision.
