@@ -431,9 +431,7 @@ class Gateway:
                     client.ping_sent = 0.0
                 elif now - client.ping_sent > timeout:
                     log.info("closing %s: keepalive ping timeout", client.name)
-                    client.closing = True
-                    self.fanout.remove(client)
-                    conn.fail(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+                    self._close(client, CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
                     continue
             if not client.ping_sent and now - client.last_ping >= interval:
                 client.ping_sent = client.last_ping = now
@@ -480,6 +478,7 @@ class Gateway:
             connection=conn,
             connected_at=now,
             raw=not conn.protocol.extensions,
+            last_ping=conn.loop.time(),
             bucket=TokenBucket(self.config.request_rate, self.config.request_burst, now),
         )
         if self.config.sndbuf:
@@ -490,7 +489,6 @@ class Gateway:
         self.stats.connections += 1
         log.info("connect %s", client.name)
         self._write(client, self._hello, now)
-        client.last_ping = conn.loop.time()
         try:
             conn.listen(self._handle, self._pause, client)
             await conn.lost
