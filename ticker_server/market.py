@@ -331,7 +331,9 @@ class Market:
         t_now = now - self._start
         if t_now - self._done > self._stall_after:
             self._fast_forward(t_now - self._keep)
-        ticks = self._generate(t_now, now)
+        # Stamped on the microsecond grid: the wire carries six decimals, and the server and
+        # its clients must put every tick in the same clock-aligned window.
+        ticks = self._generate(t_now, round(now, 6))
         caught_up = self._next > t_now
         self._done = max(self._done, t_now if caught_up else self._factor_time)
         return ticks

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 __all__ = [
     "MAX_FRAME",
     "PROTOCOL_VERSION",
+    "RATES",
     "SERVER_NAME",
     "SYMBOL_PATTERN",
     "ClientMessage",
@@ -44,7 +45,10 @@ __all__ = [
     "decode_server_message",
     "encode",
     "encode_tick",
+    "grant_rate",
     "json_schema",
+    "ts_micros",
+    "window_micros",
 ]
 
 PROTOCOL_VERSION = 1
@@ -54,6 +58,47 @@ MAX_FRAME = 64 * 1024
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,11}$")
 """Symbols are 1 to 12 characters of A-Z, 0-9, '.' and '-' (so they never need JSON escaping)."""
+
+RATES: tuple[float, ...] = (
+    50.0, 25.0, 20.0, 10.0, 5.0, 4.0, 2.0, 1.0,
+    1 / 2, 1 / 4, 1 / 5, 1 / 10, 1 / 15, 1 / 20, 1 / 30, 1 / 60,
+)  # fmt: skip
+"""The update rates a server grants, fastest first: those whose window (1 / rate) divides one
+second evenly (below one second) or one minute evenly. Windows are clock-aligned, so a candle
+whose width is a whole multiple of the window is built exactly from the updates."""
+
+
+def window_micros(rate: float) -> int:
+    """The window of a granted rate in whole microseconds (0 for unthrottled, rate 0)."""
+    return round(1_000_000 / rate) if rate > 0 else 0
+
+
+def ts_micros(ts: float) -> int:
+    """A tick's ``ts`` in whole microseconds, as both sides assign it to a window.
+
+    Ticks go on the wire with six decimals, so this is exact for any ``ts`` that was
+    read from the wire or generated on the microsecond grid.
+    """
+    return round(ts * 1_000_000)
+
+
+def grant_rate(requested: float | None, cap: float) -> float:
+    """The rate a server grants for a requested ``max_rate`` under its cap (0 = no cap).
+
+    The request (or the cap, when the request is 0 or absent) rounds down to the
+    nearest supported rate in :data:`RATES`; below the slowest, the slowest. With
+    no cap and no request the result is 0: unthrottled.
+    """
+    want = requested or cap
+    if cap > 0:
+        want = min(want, cap)
+    if want <= 0:
+        return 0.0
+    for rate in RATES:
+        if rate <= want * (1 + 1e-9):
+            return rate
+    return RATES[-1]
+
 
 RequestId: TypeAlias = str | int | None
 
@@ -86,8 +131,10 @@ class Tick(_Message):
     """One price update of one symbol.
 
     A conflated tick (one that stands for several generated ticks) carries
-    ``merged`` (how many it covers), ``high`` and ``low`` of their prices, and
-    ``size`` summed over them; an ordinary tick omits those three fields.
+    ``merged`` (how many it covers), ``open`` (the price of the first of them),
+    ``high`` and ``low`` of their prices, and ``size`` summed over them; its
+    ``seq``, ``ts``, ``price``, ``bid``, ``ask`` and ``volume`` are those of the
+    last. An ordinary tick omits those four fields.
     """
 
     symbol: str
@@ -101,6 +148,7 @@ class Tick(_Message):
     merged: int | None = Field(default=None, ge=2)
     high: float | None = None
     low: float | None = None
+    open: float | None = None
 
     @property
     def covers(self) -> int:
@@ -120,6 +168,7 @@ def encode_tick(
     merged: int = 1,
     high: float = 0.0,
     low: float = 0.0,
+    open: float = 0.0,
 ) -> bytes:
     """Encode one tick as JSON bytes without building a model (the hot path).
 
@@ -130,7 +179,7 @@ def encode_tick(
         return (
             f'{{"symbol":"{symbol}","seq":{seq},"ts":{ts:.6f},"price":{price!r},'
             f'"bid":{bid!r},"ask":{ask!r},"size":{size},"volume":{volume},'
-            f'"merged":{merged},"high":{high!r},"low":{low!r}}}'
+            f'"merged":{merged},"high":{high!r},"low":{low!r},"open":{open!r}}}'
         ).encode()
     return (
         f'{{"symbol":"{symbol}","seq":{seq},"ts":{ts:.6f},"price":{price!r},'
@@ -182,12 +231,17 @@ class Hello(_Message):
     epoch: str = ""
     """Identifies the feed's run: after a feed restart seqs start again, so a client
     compares seqs (and sends ``since``) only within one epoch."""
+    rates: list[float] = Field(default_factory=list)
+    """The max_rate values this server grants, fastest first (see :data:`RATES`)."""
 
 
 class Subscribed(_Message):
     type: Literal["subscribed"] = "subscribed"
     symbols: list[str]
     id: RequestId = None
+    max_rate: float | None = None
+    """The rate granted to the symbols of this request (0: unthrottled); absent from
+    servers that predate it."""
 
 
 class Unsubscribed(_Message):
