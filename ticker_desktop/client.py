@@ -10,6 +10,13 @@ On every reconnect the subscribe carries ``since`` (the last seq held per
 symbol) so the server sends only the ticks that were missed; a tick whose seq
 is not newer than the one held is dropped. A new feed ``epoch`` in the hello
 means the server's seqs started again, so what is held is forgotten first.
+
+The server is not trusted: every frame passes :mod:`.edge` first, and what it
+rejects is counted, logged at most once per reason per ``log_interval`` and
+reported as :class:`InputRejected`. The backoff resets only after a connection
+stayed live for ``stable_after`` seconds, so a server that greets and hangs up
+cannot drive a tight reconnect loop, and a close with 1013 (try again later) or
+1008 (policy) waits longer still.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import random
 import ssl
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -46,14 +54,24 @@ from ticker_server.protocol import (
     Ticks,
     Unsubscribe,
     Unsubscribed,
-    decode_server_message,
     encode,
 )
 
+from .edge import (
+    QUIET,
+    EdgeLimits,
+    LogThrottle,
+    Report,
+    SequenceGuard,
+    check_hello,
+    check_tick,
+    decode_frame,
+)
 from .events import (
     ClientEvent,
     ConnectionState,
     HelloReceived,
+    InputRejected,
     LatencyMeasured,
     Listener,
     RequestFailed,
@@ -69,7 +87,9 @@ __all__ = [
     "ClientEvent",
     "ClientOptions",
     "ConnectionState",
+    "EdgeLimits",
     "HelloReceived",
+    "InputRejected",
     "LatencyMeasured",
     "RequestFailed",
     "SequenceGuard",
@@ -110,41 +130,14 @@ class Backoff:
         """The largest delay the next call can return."""
         return min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
 
-    def next_delay(self) -> float:
-        delay = self._rng.uniform(0.0, self.ceiling())
+    def next_delay(self, floor: float = 0.0) -> float:
+        """The next delay, ``floor`` plus the jittered one (a server's "try again later")."""
+        delay = floor + self._rng.uniform(0.0, self.ceiling())
         self.attempt += 1
         return delay
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-class SequenceGuard:
-    """The last seq held per symbol; a tick that is not newer is a repeat and is dropped."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def accept(self, symbol: str, seq: int) -> bool:
-        """Record the tick and return True if it is newer than what is held."""
-        if seq <= self._last.get(symbol, 0):
-            return False
-        self._last[symbol] = seq
-        return True
-
-    def last_seq(self, symbol: str) -> int | None:
-        return self._last.get(symbol)
-
-    def since(self, symbols: Iterable[str]) -> dict[str, int]:
-        """The ``since`` map of a resuming subscribe."""
-        return {s: self._last[s] for s in symbols if s in self._last}
-
-    def forget(self, symbol: str) -> None:
-        self._last.pop(symbol, None)
-
-    def reset(self) -> None:
-        """Forget everything (the server's feed restarted and its seqs with it)."""
-        self._last.clear()
 
 
 # ------------------------------------------------------------------------ client
@@ -166,8 +159,21 @@ class ClientOptions:
     close_timeout: float = 1.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
-    token: str | None = None
-    """Bearer token for a server started with --token; sent in the Authorization header."""
+    stable_after: float = 10.0
+    """Seconds a connection must stay live before the backoff starts again from its base."""
+    retry_later: float = 10.0
+    """Seconds added to the backoff after a close with 1013 (try again later)."""
+    policy_wait: float = 30.0
+    """Seconds added to the backoff after a close with 1008 (policy violation)."""
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    """What the client believes of the server's data (:mod:`.edge`)."""
+    max_resume: int = 10_000
+    """Ticks of a resume gap accepted per symbol (the server sends what we missed)."""
+    log_interval: float = 10.0
+    """Seconds between two log lines of one kind of rejected data or server error."""
+    token: str | None = field(default=None, repr=False)
+    """Bearer token for a server started with --token; sent in the Authorization header,
+    never logged (left out of repr, and masked in websockets' debug log)."""
     cafile: str | None = None
     """PEM file of a private CA to trust for wss:// (default: the system's trust store)."""
 
@@ -209,6 +215,12 @@ class TickerClient:
         self._pings: dict[RequestId, float] = {}
         self.repeats = 0
         """Ticks dropped because their seq was not newer than the one held."""
+        self.rejections = LogThrottle(self.options.log_interval, time.monotonic)
+        """Data rejected at the edge, per reason (see :data:`.edge.QUIET` for the normal ones)."""
+        self._server_errors = LogThrottle(self.options.log_interval, time.monotonic)
+        self._snapshot_budget: dict[str, int] = {}
+        self._live_since: float | None = None
+        self._closed_with: tuple[int | None, str] = (None, "")
         self._again = False
         self._wake = asyncio.Event()
 
@@ -271,6 +283,7 @@ class TickerClient:
         for symbol in gone:
             del self._wanted[symbol]
             self._guard.forget(symbol)
+            self._snapshot_budget.pop(symbol, None)
         if gone and self._ws is not None:
             await self._send(
                 Unsubscribe(type="unsubscribe", symbols=gone, id=self._request("unsubscribe", gone))
@@ -293,11 +306,15 @@ class TickerClient:
         while True:
             self._set_state(ConnectionState.CONNECTING, attempt=self.backoff.attempt)
             refused = False
+            code: int | None = None
+            self._live_since = None
             try:
                 await self._session()
-                detail = "connection closed by server"
+                code, reason = self._closed_with
+                detail = _closed("connection closed by server", code, reason)
             except ConnectionClosed as exc:
-                detail = f"connection lost (code {exc.rcvd.code if exc.rcvd else 1006})"
+                code = exc.rcvd.code if exc.rcvd else 1006
+                detail = _closed("connection lost", code, exc.rcvd.reason if exc.rcvd else "")
             except (OSError, TimeoutError) as exc:
                 detail = _describe(exc)
             except (InvalidHandshake, InvalidURI, _ProtocolMismatch) as exc:
@@ -306,10 +323,15 @@ class TickerClient:
             except Exception:
                 log.exception("unexpected error in the connection to %s", self.url)
                 detail = "internal error"
-            delay = 0.0 if self._again else self.backoff.next_delay()
+            self._flush_reports()
+            live = self._live_since
+            if live is not None and time.monotonic() - live >= self.options.stable_after:
+                self.backoff.reset()
+            delay = 0.0 if self._again else self.backoff.next_delay(self._floor(code))
             self._again = False
             self._wake.clear()
             log.info("%s: %s; reconnecting in %.2f s", self.url, detail, delay)
+            detail = _short(detail)
             state = ConnectionState.ERROR if refused else ConnectionState.RECONNECTING
             self._set_state(state, detail, retry_in=delay)
             # reconnect() may cut the wait short.
@@ -317,6 +339,14 @@ class TickerClient:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             self._again = False
+
+    def _floor(self, code: int | None) -> float:
+        """The extra wait a close code asks for: 1013 is "try again later", 1008 a refusal."""
+        if code == 1013:
+            return self.options.retry_later
+        if code == 1008:
+            return self.options.policy_wait
+        return 0.0
 
     async def _session(self) -> None:
         opts = self.options
@@ -328,59 +358,72 @@ class TickerClient:
             compression=None,
             additional_headers={"Authorization": f"Bearer {opts.token}"} if opts.token else None,
             ssl=opts.ssl_context(self.url),
+            logger=_Masked(logging.getLogger("websockets.client"), opts.token),
         ) as ws:
-            async with asyncio.timeout(opts.open_timeout):
-                first = await ws.recv()
             try:
-                hello = decode_server_message(first)
-            except ValueError as exc:  # includes pydantic's ValidationError
-                raise _ProtocolMismatch(
-                    f"the server's first message is not a hello: {exc}"
-                ) from None
-            if not isinstance(hello, Hello):
-                raise _ProtocolMismatch("the server did not start with a hello")
-            if hello.protocol != PROTOCOL_VERSION:
-                raise _ProtocolMismatch(
-                    f"server speaks protocol {hello.protocol}, not {PROTOCOL_VERSION}"
-                )
-            epoch_changed = self._epoch is not None and hello.epoch != self._epoch
-            if epoch_changed:
-                self._guard.reset()
-            self._epoch = hello.epoch
-            self.hello = hello
-            self._ws = ws
-            self._confirmed.clear()
-            self.backoff.reset()
-            pinger = asyncio.get_running_loop().create_task(self._ping_loop(ws), name="ticker-ping")
-            try:
-                self._emit(HelloReceived(hello, epoch_changed))
-                self._set_state(ConnectionState.LIVE)
-                if self._wanted:
-                    await self._send(self._subscribe_message(list(self._wanted)))
-                stale_after = opts.stale_after or 3.0 * max(hello.heartbeat, opts.ping_interval)
-                await self._read(ws, stale_after)
+                await self._live(ws)
             finally:
-                self._ws = None
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
-                self._fail_waiters(ConnectionError("connection lost"))
-                self._requests.clear()
-                self._pings.clear()
+                self._closed_with = (ws.close_code, ws.close_reason or "")
+
+    async def _live(self, ws: ClientConnection) -> None:
+        opts = self.options
+        async with asyncio.timeout(opts.open_timeout):
+            first = await ws.recv()
+        decoded = decode_frame(first)
+        hello = decoded.message
+        if not isinstance(hello, Hello):
+            why = decoded.rejected[0][1] if decoded.rejected else "another message"
+            raise _ProtocolMismatch(f"the server's first message is not a hello: {why}")
+        if hello.protocol != PROTOCOL_VERSION:
+            raise _ProtocolMismatch(
+                f"server speaks protocol {hello.protocol}, not {PROTOCOL_VERSION}"
+            )
+        wrong = check_hello(hello)
+        if wrong is not None:
+            raise _ProtocolMismatch(wrong)
+        epoch_changed = self._epoch is not None and hello.epoch != self._epoch
+        if epoch_changed:
+            self._guard.reset()
+        self._epoch = hello.epoch
+        self.hello = hello
+        self._ws = ws
+        self._confirmed.clear()
+        self._snapshot_budget.clear()
+        pinger = asyncio.get_running_loop().create_task(self._ping_loop(ws), name="ticker-ping")
+        try:
+            self._emit(HelloReceived(hello, epoch_changed))
+            self._live_since = time.monotonic()
+            self._set_state(ConnectionState.LIVE)
+            if self._wanted:
+                await self._send(self._subscribe_message(list(self._wanted)))
+            stale_after = opts.stale_after or 3.0 * max(hello.heartbeat, opts.ping_interval)
+            await self._read(ws, stale_after)
+        finally:
+            self._ws = None
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+            self._fail_waiters(ConnectionError("connection lost"))
+            self._requests.clear()
+            self._pings.clear()
 
     async def _read(self, ws: ClientConnection, stale_after: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(stale_after) as deadline:
+                yield_at = loop.time() + _SLICE
                 async for raw in ws:
-                    deadline.reschedule(loop.time() + stale_after)
-                    try:
-                        message = decode_server_message(raw)
-                    except ValueError as exc:
-                        log.warning("ignoring a malformed message from %s: %s", self.url, exc)
-                        continue
-                    if message is not None:
-                        self._dispatch(message)
+                    now = loop.time()
+                    deadline.reschedule(now + stale_after)
+                    decoded = decode_frame(raw)
+                    for reason, detail in decoded.rejected:
+                        self._reject(reason, detail)
+                    if decoded.message is not None:
+                        self._dispatch(decoded.message)
+                    if now > yield_at:
+                        # Queued frames do not suspend recv(): let Qt paint between them.
+                        await asyncio.sleep(0)
+                        yield_at = loop.time() + _SLICE
         except TimeoutError:
             raise TimeoutError(f"no message for {stale_after:.0f} s (stale connection)") from None
 
@@ -393,19 +436,20 @@ class TickerClient:
                 del self._pings[next(iter(self._pings))]
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(encode(Ping(type="ping", id=rid)).decode())
+            self._flush_reports()
 
     # -- messages -----------------------------------------------------------------
 
     def _dispatch(self, message: ServerMessage) -> None:
         if isinstance(message, Ticks):
-            fresh = [t for t in message.ticks if t.symbol in self._wanted and self._accept(t)]
+            fresh = [t for t in message.ticks if self._admit(t)]
             if fresh:
                 self._emit(TicksReceived(fresh))
         elif isinstance(message, Snapshot):
-            if message.symbol in self._wanted:
-                self._emit(
-                    TicksReceived([t for t in message.ticks if self._accept(t)], message.symbol)
-                )
+            ticks = self._within_budget(message)
+            fresh = [t for t in ticks if self._admit(t)]
+            if fresh:
+                self._emit(TicksReceived(fresh, message.symbol))
         elif isinstance(message, Pong):
             sent = self._pings.pop(message.id, None)
             if sent is not None:
@@ -422,13 +466,65 @@ class TickerClient:
         elif isinstance(message, Error):
             self._on_error(message)
 
-    def _accept(self, tick: Tick) -> bool:
-        if self._guard.accept(tick.symbol, tick.seq):
+    def _admit(self, tick: Tick) -> bool:
+        """Whether a tick passes the edge: wanted, believable, newer and a plausible seq."""
+        if tick.symbol not in self._wanted:
+            self._reject("unsubscribed", f"a tick of {tick.symbol}, which we do not want")
+            return False
+        wrong = check_tick(tick, time.time(), self.options.limits)
+        if wrong is not None:
+            self._reject(*wrong)
+            return False
+        reason = self._guard.check(tick.symbol, tick.seq, time.monotonic())
+        if reason is None:
             return True
-        self.repeats += 1
+        held = self._guard.last_seq(tick.symbol)
+        if reason == "seq_old":
+            self.repeats += 1
+        self._reject(reason, f"{tick.symbol} #{tick.seq} after #{held}")
         return False
 
+    def _within_budget(self, snapshot: Snapshot) -> list[Tick]:
+        """The ticks of a snapshot that fit what we asked for; the rest is rejected."""
+        symbol = snapshot.symbol
+        if symbol not in self._wanted:
+            self._reject("unsubscribed", f"a snapshot of {symbol}, which we do not want")
+            return []
+        budget = self._snapshot_budget.get(symbol, 0)
+        taken = snapshot.ticks[:budget]
+        self._snapshot_budget[symbol] = budget - len(taken)
+        excess = len(snapshot.ticks) - len(taken)
+        if excess:
+            detail = f"{excess} ticks of {symbol} beyond what we asked"
+            self._reject("snapshot_excess", detail, excess)
+        return taken
+
+    def _reject(self, reason: str, detail: str, n: int = 1) -> None:
+        report = self.rejections.add(reason, detail, n)
+        if report is not None:
+            self._report(report)
+
+    def _flush_reports(self) -> None:
+        for report in self.rejections.flush():
+            self._report(report)
+
+    def _report(self, report: Report) -> None:
+        quiet = report.reason in QUIET
+        log.log(
+            logging.INFO if quiet else logging.WARNING,
+            "%s: rejected %d %s from the server (%d in all; every %.0f s at most), e.g. %s",
+            self.url,
+            report.count,
+            report.reason,
+            report.total,
+            self.options.log_interval,
+            report.detail,
+        )
+        totals = tuple(self.rejections.totals.items())
+        self._emit(InputRejected(report.reason, report.count, report.detail, totals, quiet))
+
     def _on_error(self, error: Error) -> None:
+        error = error.model_copy(update={"message": _short(error.message)})
         kind, symbols = self._requests.pop(error.id, (None, []))
         dropped: list[str] = []
         if kind == "subscribe":
@@ -441,8 +537,14 @@ class TickerClient:
         if waiter is not None and not waiter.done():
             waiter.set_exception(RequestFailed(error))
             kind = kind or "request"
-        log.warning("server error %s: %s", error.code, error.message)
-        self._emit(ServerError(error, kind, dropped))
+        # An error that answers none of our requests is shown at most once per interval.
+        due = self._server_errors.add(error.code, error.message)
+        if due is not None:
+            log.warning(
+                "server error %s: %s (%d since the last line)", error.code, error.message, due.count
+            )
+        if kind is not None or due is not None:
+            self._emit(ServerError(error, kind, dropped))
 
     def _resolve(self, rid: RequestId, message: ServerMessage) -> None:
         waiter = self._waiters.pop(rid, None)
@@ -462,6 +564,9 @@ class TickerClient:
         if rate is not None and cap > 0:
             rate = min(rate, cap)
         since = self._guard.since(symbols)
+        for symbol in symbols:
+            resume = self.options.max_resume if symbol in since else 0
+            self._snapshot_budget[symbol] = max(self.options.snapshot, resume)
         return Subscribe(
             type="subscribe",
             symbols=symbols,
@@ -512,6 +617,37 @@ class TickerClient:
                 listener(event)
             except Exception:
                 log.exception("listener %r failed on %s", listener, type(event).__name__)
+
+
+_SLICE = 0.02
+"""Seconds of frame handling after which the reader yields to the event loop."""
+
+
+class _Masked(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger with the token masked: its DEBUG log prints the request headers."""
+
+    def __init__(self, logger: logging.Logger, secret: str | None) -> None:
+        super().__init__(logger, None)
+        self._secret = secret
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        secret = self._secret
+        if secret and self.isEnabledFor(level):
+            msg = str(msg).replace(secret, "***")
+            args = tuple(str(a).replace(secret, "***") if secret in str(a) else a for a in args)
+        super().log(level, msg, *args, **kwargs)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """A server's text made safe to show: one line, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _closed(what: str, code: int | None, reason: str) -> str:
+    if code is None:
+        return what
+    return f"{what} (code {code}{': ' + _short(reason, 60) if reason else ''})"
 
 
 def _normalise(symbols: Iterable[str]) -> list[str]:

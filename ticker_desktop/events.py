@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 
 from ticker_server.protocol import Error, Hello, SymbolInfo, Tick
 
+from .edge import QUIET
+
 __all__ = [
     "ClientEvent",
     "ConnectionState",
     "HelloReceived",
+    "InputRejected",
     "LatencyMeasured",
     "Listener",
     "RequestFailed",
@@ -97,6 +100,27 @@ class ServerError:
     dropped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class InputRejected:
+    """Data from the server was rejected at the client's edge (at most one event per reason
+    per log interval, carrying the count since the last one).
+
+    ``totals`` holds every reason's count so far; ``quiet`` marks a reason that is normal
+    with an honest server and need not be shown.
+    """
+
+    reason: str
+    count: int
+    detail: str
+    totals: tuple[tuple[str, int], ...] = ()
+    quiet: bool = False
+
+    @property
+    def shown_total(self) -> int:
+        """Rejections so far that the user should know of."""
+        return sum(n for reason, n in self.totals if reason not in QUIET)
+
+
 ClientEvent = (
     StateChanged
     | HelloReceived
@@ -105,6 +129,7 @@ ClientEvent = (
     | SymbolsListed
     | LatencyMeasured
     | ServerError
+    | InputRejected
 )
 Listener = Callable[[ClientEvent], None]
 

@@ -1,0 +1,298 @@
+"""The client's edge: what a server sends is checked here before anything else sees it.
+
+A dashboard must stay up and truthful whatever a server sends, so every frame is
+decoded here and every tick judged on its own (one bad tick does not cost the
+good ones beside it): values that are not finite or not plausible, a ``ts`` far
+from the local clock, a seq that goes backwards or jumps implausibly, ticks of
+symbols not asked for and snapshots larger than asked are rejected with a
+reason. :class:`LogThrottle` keeps the log and the status bar to one line per
+reason per interval however fast the rejections come.
+
+Everything here is pure (clocks are passed in) and is tested without sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ticker_server.protocol import (
+    Hello,
+    ServerMessage,
+    Snapshot,
+    Tick,
+    Ticks,
+    decode_server_message,
+)
+
+__all__ = [
+    "MAX_SEQ",
+    "QUIET",
+    "Decoded",
+    "EdgeLimits",
+    "LogThrottle",
+    "Report",
+    "SequenceGuard",
+    "check_hello",
+    "check_tick",
+    "decode_frame",
+]
+
+MAX_SEQ = 2**53
+"""Largest seq, size or volume believed: beyond it numbers stop fitting int64 arrays and
+doubles exactly, and no real feed gets there."""
+
+QUIET = frozenset({"unknown_type", "unsubscribed"})
+"""Reasons that are normal with an honest server (a newer message type; ticks in flight
+after an unsubscribe): counted and logged at INFO, but not shown to the user."""
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """What the client believes of a server; the defaults are generous for any real feed."""
+
+    max_price: float = 1e9
+    """Prices above this are absurd (no listed share costs a billion)."""
+    max_future: float = 300.0
+    """Seconds a tick's ts may lie ahead of the local clock (clock skew between machines)."""
+    max_age: float = 7 * 86400.0
+    """Seconds a tick's ts may lie behind the local clock (history after a long weekend)."""
+    seq_slack: int = 100_000
+    """A seq may run this far ahead of the last one held at once ..."""
+    seq_rate: float = 10_000.0
+    """... plus this many per second since that one arrived (a fast feed while we were away)."""
+
+
+def _finite(tick: Tick) -> bool:
+    values = (tick.ts, tick.price, tick.bid, tick.ask, tick.high, tick.low, tick.open)
+    return all(v is None or math.isfinite(v) for v in values)
+
+
+def check_tick(tick: Tick, now: float, limits: EdgeLimits) -> tuple[str, str] | None:
+    """Judge one tick on its own against the wall clock ``now``.
+
+    Returns:
+        None if it is believable, else ``(reason, detail)``.
+    """
+    if not _finite(tick):
+        return "not_finite", f"{tick.symbol} #{tick.seq}: a value is NaN or infinite"
+    # Servers of this version send "open": 0.0 on merged ticks when they do not know it.
+    opened = None if tick.open == 0.0 else tick.open
+    given = (tick.price, tick.bid, tick.ask, tick.high, tick.low, opened)
+    prices = [p for p in given if p is not None]
+    if max(prices) > limits.max_price or min(prices) <= 0:
+        return "absurd_value", f"{tick.symbol} #{tick.seq}: price {max(prices):g}"
+    if max(tick.seq, tick.size, tick.volume, tick.merged or 0) > MAX_SEQ:
+        return "absurd_value", f"{tick.symbol} #{tick.seq}: a count beyond 2**53"
+    crossed = tick.high is not None and tick.low is not None and tick.low > tick.high
+    if tick.bid > tick.ask or crossed:
+        return "absurd_value", f"{tick.symbol} #{tick.seq}: crossed bid/ask or low/high"
+    where = f"{tick.symbol} #{tick.seq}: ts"
+    if tick.ts > now + limits.max_future:
+        return "ts_future", f"{where} {tick.ts - now:.0f} s ahead of our clock"
+    if tick.ts < now - limits.max_age:
+        return "ts_past", f"{where} {now - tick.ts:.0f} s behind our clock"
+    return None
+
+
+def check_hello(hello: Hello) -> str | None:
+    """Why a hello cannot be believed (its timings drive our watchdog and requests), or None."""
+    if not (math.isfinite(hello.heartbeat) and 0 < hello.heartbeat <= 3600):
+        return f"hello: heartbeat {hello.heartbeat!r} is not between 0 and 3600 s"
+    if not (math.isfinite(hello.max_rate) and hello.max_rate >= 0):
+        return f"hello: max_rate {hello.max_rate!r} is not a rate"
+    return None
+
+
+class SequenceGuard:
+    """The last seq held per symbol: older ticks are repeats, implausible jumps are lies.
+
+    A jump is plausible up to ``seq_slack`` plus ``seq_rate`` per second since the
+    last tick held arrived (monotonic ``now``), so a resume after a long outage
+    passes while a seq of 2**62 (which would make every later real tick look old)
+    does not.
+    """
+
+    def __init__(self, limits: EdgeLimits | None = None) -> None:
+        self.limits = limits or EdgeLimits()
+        self._last: dict[str, tuple[int, float]] = {}
+
+    def check(self, symbol: str, seq: int, now: float = 0.0) -> str | None:
+        """Record the tick and return None if it is newer and plausible, else the reason."""
+        held = self._last.get(symbol)
+        if held is not None:
+            last, at = held
+            if seq <= last:
+                return "seq_old"
+            allowed = self.limits.seq_slack + self.limits.seq_rate * max(0.0, now - at)
+            if seq - last > allowed:
+                return "seq_jump"
+        self._last[symbol] = (seq, now)
+        return None
+
+    def accept(self, symbol: str, seq: int, now: float = 0.0) -> bool:
+        """Record the tick and return True if it is newer (and plausible)."""
+        return self.check(symbol, seq, now) is None
+
+    def last_seq(self, symbol: str) -> int | None:
+        held = self._last.get(symbol)
+        return None if held is None else held[0]
+
+    def since(self, symbols: Iterable[str]) -> dict[str, int]:
+        """The ``since`` map of a resuming subscribe."""
+        return {s: self._last[s][0] for s in symbols if s in self._last}
+
+    def forget(self, symbol: str) -> None:
+        self._last.pop(symbol, None)
+
+    def reset(self) -> None:
+        """Forget everything (the server's feed restarted and its seqs with it)."""
+        self._last.clear()
+
+
+# ------------------------------------------------------------------------- decoding
+
+_tick_adapter: TypeAdapter[Tick] = TypeAdapter(Tick)
+_DETAIL = 120
+"""Characters of a server's text kept in a log line or the status bar."""
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL else text[:_DETAIL] + "…"
+
+
+@dataclass
+class Decoded:
+    """One frame after the edge: the message (None if nothing usable) and what was rejected."""
+
+    message: ServerMessage | None = None
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _ticks(items: Any, decoded: Decoded) -> list[Tick]:
+    if not isinstance(items, list):
+        decoded.rejected.append(("malformed", "ticks: not a list"))
+        return []
+    good: list[Tick] = []
+    for item in items:
+        try:
+            good.append(_tick_adapter.validate_python(item))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "tick"
+            decoded.rejected.append(("bad_tick", _short(f"{where}: {first['msg']}")))
+    return good
+
+
+def decode_frame(data: str | bytes) -> Decoded:
+    """Decode one server frame; ticks are validated one by one so a bad one costs only itself.
+
+    Never raises: a frame that is not JSON, nests too deep, or has bad fields comes
+    back as a ``malformed`` rejection; an unknown type as ``unknown_type``.
+    """
+    decoded = Decoded()
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        decoded.rejected.append(("malformed", _short(f"not JSON: {exc}")))
+        return decoded
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "ticks" and isinstance(raw, dict):
+        decoded.message = Ticks(ticks=_ticks(raw.get("ticks"), decoded))
+    elif kind == "snapshot" and isinstance(raw, dict):
+        symbol = raw.get("symbol")
+        if not isinstance(symbol, str):
+            decoded.rejected.append(("malformed", "snapshot: no symbol"))
+            return decoded
+        ticks = _ticks(raw.get("ticks"), decoded)
+        mine = [t for t in ticks if t.symbol == symbol]
+        if len(mine) < len(ticks):
+            decoded.rejected.append(("wrong_symbol", _short(f"snapshot of {symbol} with others")))
+        decoded.message = Snapshot(symbol=symbol, ticks=mine)
+    else:
+        try:
+            decoded.message = decode_server_message(data)
+        except (ValueError, RecursionError) as exc:  # includes pydantic's ValidationError
+            decoded.rejected.append(("malformed", _short(str(exc))))
+            return decoded
+        if decoded.message is None:
+            shown = kind if isinstance(kind, str) else type(raw).__name__
+            decoded.rejected.append(("unknown_type", _short(f"message type {shown!r}")))
+    return decoded
+
+
+# ---------------------------------------------------------------------- rate limits
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A line due in the log: ``count`` occurrences of ``reason`` since its last line."""
+
+    reason: str
+    count: int
+    total: int
+    detail: str
+
+
+@dataclass
+class _Reason:
+    total: int = 0
+    pending: int = 0
+    reported_at: float | None = None
+    detail: str = ""
+
+
+class LogThrottle:
+    """Counts occurrences per reason and says when a log line is due: at most one per interval.
+
+    The first occurrence of a reason is reported at once; later ones are summed
+    into the next report, which :meth:`add` or :meth:`flush` gives once the
+    interval since the last has passed. So a flood costs one line per reason per
+    interval and nothing is lost from the totals.
+
+    Args:
+        interval: seconds between two lines of one reason.
+        clock: monotonic time source, injected for tests.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._reasons: dict[str, _Reason] = {}
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Occurrences per reason since this throttle was made."""
+        return {r: s.total for r, s in self._reasons.items()}
+
+    def total(self, quiet: frozenset[str] = frozenset()) -> int:
+        """All occurrences, leaving out the reasons in ``quiet``."""
+        return sum(s.total for r, s in self._reasons.items() if r not in quiet)
+
+    def add(self, reason: str, detail: str, n: int = 1) -> Report | None:
+        """Count ``n`` occurrences; return a report if one is due now."""
+        state = self._reasons.setdefault(reason, _Reason())
+        state.total += n
+        state.pending += n
+        state.detail = detail
+        return self._due(reason, state, self._clock())
+
+    def flush(self) -> list[Report]:
+        """Reports of counts held back whose interval has passed."""
+        now = self._clock()
+        due = (self._due(r, s, now) for r, s in self._reasons.items() if s.pending)
+        return [report for report in due if report is not None]
+
+    def _due(self, reason: str, state: _Reason, now: float) -> Report | None:
+        if state.reported_at is not None and now - state.reported_at < self.interval:
+            return None
+        report = Report(reason, state.pending, state.total, state.detail)
+        state.pending = 0
+        state.reported_at = now
+        return report
