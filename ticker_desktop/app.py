@@ -25,6 +25,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
 from .client import ClientOptions
+from .credentials import saved_token
 from .main_window import DEFAULT_SYMBOLS, DEFAULT_URL, MainWindow
 from .theme import apply_dark_theme
 
@@ -185,10 +186,9 @@ async def run(args: argparse.Namespace, settings: QSettings | None = None) -> in
     else:
         url = args.url or str(settings.value("connection/url", DEFAULT_URL) or DEFAULT_URL)
     token = args.token or os.environ.get("TICKER_TOKEN") or None
-    if args.token:
-        settings.setValue("connection/token", args.token)
-    elif token is None and not args.demo:
-        token = str(settings.value("connection/token", "") or "") or None
+    saved = saved_token(settings, args.token)  # a file only the user can read
+    if token is None and not args.demo:
+        token = saved
     cafile = args.cafile or str(settings.value("connection/cafile", "") or "") or None
     if args.cafile:
         settings.setValue("connection/cafile", args.cafile)

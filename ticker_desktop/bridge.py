@@ -20,6 +20,7 @@ from .client import (
     ClientEvent,
     ConnectionState,
     HelloReceived,
+    InputRejected,
     LatencyMeasured,
     ServerError,
     StateChanged,
@@ -56,6 +57,8 @@ class ClientBridge(QObject):
     latency_measured = Signal(float)
     server_error = Signal(object)
     """A :class:`~.client.ServerError`."""
+    input_rejected = Signal(object)
+    """An :class:`~.client.InputRejected` (at most one per reason per log interval)."""
 
     def __init__(self, client: TickerClient, store: MarketStore, parent: QObject | None = None):
         super().__init__(parent)
@@ -133,6 +136,8 @@ class ClientBridge(QObject):
             self.latency_measured.emit(event.rtt)
         elif isinstance(event, ServerError):
             self._on_error(event)
+        elif isinstance(event, InputRejected):
+            self.input_rejected.emit(event)
 
     def _on_state(self, event: StateChanged) -> None:
         if event.state is ConnectionState.LIVE:

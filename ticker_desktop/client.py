@@ -30,7 +30,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import get_args
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -38,7 +38,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from ticker_server.protocol import (
     MAX_FRAME,
     PROTOCOL_VERSION,
+    SYMBOL_PATTERN,
     Error,
+    ErrorCode,
     Hello,
     ListSymbols,
     Ping,
@@ -50,7 +52,6 @@ from ticker_server.protocol import (
     Subscribed,
     SymbolInfo,
     Symbols,
-    Tick,
     Ticks,
     Unsubscribe,
     Unsubscribed,
@@ -60,12 +61,14 @@ from ticker_server.protocol import (
 from .edge import (
     QUIET,
     EdgeLimits,
+    Gate,
     LogThrottle,
     Report,
     SequenceGuard,
+    believable_info,
     check_hello,
-    check_tick,
     decode_frame,
+    shorten,
 )
 from .events import (
     ClientEvent,
@@ -81,6 +84,8 @@ from .events import (
     SymbolsListed,
     TicksReceived,
 )
+from .redact import MaskedLogger
+from .retry import Backoff, close_floor, describe_close, describe_error
 
 __all__ = [
     "Backoff",
@@ -106,38 +111,6 @@ log = logging.getLogger("ticker_desktop.client")
 
 class _ProtocolMismatch(Exception):
     """The server is not a protocol v1 ticker_server."""
-
-
-# ------------------------------------------------------------------ pure helpers
-
-
-class Backoff:
-    """Exponential backoff with full jitter: delay n is uniform in [0, min(cap, base * 2**n)].
-
-    Args:
-        base: ceiling of the first delay, in seconds.
-        cap: largest ceiling.
-        rng: random source, injected for tests.
-    """
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def ceiling(self) -> float:
-        """The largest delay the next call can return."""
-        return min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
-
-    def next_delay(self, floor: float = 0.0) -> float:
-        """The next delay, ``floor`` plus the jittered one (a server's "try again later")."""
-        delay = floor + self._rng.uniform(0.0, self.ceiling())
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 # ------------------------------------------------------------------------ client
@@ -205,7 +178,11 @@ class TickerClient:
         self._listeners: list[Listener] = []
         self._wanted: dict[str, None] = {}  # insertion-ordered set
         self._confirmed: set[str] = set()
-        self._guard = SequenceGuard()
+        self.gate = Gate(
+            self.options.limits, self.options.log_interval, self._report, time.time, time.monotonic
+        )
+        """The edge every frame passes; its ``rejections`` count what was turned away."""
+        self._guard = self.gate.guard
         self._epoch: str | None = None
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -213,12 +190,7 @@ class TickerClient:
         self._requests: dict[RequestId, tuple[str, list[str]]] = {}
         self._waiters: dict[RequestId, asyncio.Future[ServerMessage]] = {}
         self._pings: dict[RequestId, float] = {}
-        self.repeats = 0
-        """Ticks dropped because their seq was not newer than the one held."""
-        self.rejections = LogThrottle(self.options.log_interval, time.monotonic)
-        """Data rejected at the edge, per reason (see :data:`.edge.QUIET` for the normal ones)."""
         self._server_errors = LogThrottle(self.options.log_interval, time.monotonic)
-        self._snapshot_budget: dict[str, int] = {}
         self._live_since: float | None = None
         self._closed_with: tuple[int | None, str] = (None, "")
         self._again = False
@@ -230,6 +202,11 @@ class TickerClient:
     def symbols(self) -> list[str]:
         """The symbols this client wants, in the order they were added."""
         return list(self._wanted)
+
+    @property
+    def repeats(self) -> int:
+        """Ticks dropped because their seq was not newer than the one held."""
+        return self.gate.repeats
 
     @property
     def connected(self) -> bool:
@@ -282,8 +259,7 @@ class TickerClient:
         gone = [s for s in dict.fromkeys(_normalise(symbols)) if s in self._wanted]
         for symbol in gone:
             del self._wanted[symbol]
-            self._guard.forget(symbol)
-            self._snapshot_budget.pop(symbol, None)
+            self.gate.forget(symbol)
         if gone and self._ws is not None:
             await self._send(
                 Unsubscribe(type="unsubscribe", symbols=gone, id=self._request("unsubscribe", gone))
@@ -311,19 +287,20 @@ class TickerClient:
             try:
                 await self._session()
                 code, reason = self._closed_with
-                detail = _closed("connection closed by server", code, reason)
+                detail = describe_close("connection closed by server", code, reason)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
-                detail = _closed("connection lost", code, exc.rcvd.reason if exc.rcvd else "")
+                reason = exc.rcvd.reason if exc.rcvd else ""
+                detail = describe_close("connection lost", code, reason)
             except (OSError, TimeoutError) as exc:
-                detail = _describe(exc)
+                detail = describe_error(exc)
             except (InvalidHandshake, InvalidURI, _ProtocolMismatch) as exc:
-                detail = _describe(exc)
+                detail = describe_error(exc)
                 refused = True
             except Exception:
                 log.exception("unexpected error in the connection to %s", self.url)
                 detail = "internal error"
-            self._flush_reports()
+            self.gate.flush()
             live = self._live_since
             if live is not None and time.monotonic() - live >= self.options.stable_after:
                 self.backoff.reset()
@@ -331,7 +308,7 @@ class TickerClient:
             self._again = False
             self._wake.clear()
             log.info("%s: %s; reconnecting in %.2f s", self.url, detail, delay)
-            detail = _short(detail)
+            detail = shorten(detail, 200)
             state = ConnectionState.ERROR if refused else ConnectionState.RECONNECTING
             self._set_state(state, detail, retry_in=delay)
             # reconnect() may cut the wait short.
@@ -341,12 +318,7 @@ class TickerClient:
             self._again = False
 
     def _floor(self, code: int | None) -> float:
-        """The extra wait a close code asks for: 1013 is "try again later", 1008 a refusal."""
-        if code == 1013:
-            return self.options.retry_later
-        if code == 1008:
-            return self.options.policy_wait
-        return 0.0
+        return close_floor(code, self.options.retry_later, self.options.policy_wait)
 
     async def _session(self) -> None:
         opts = self.options
@@ -358,7 +330,7 @@ class TickerClient:
             compression=None,
             additional_headers={"Authorization": f"Bearer {opts.token}"} if opts.token else None,
             ssl=opts.ssl_context(self.url),
-            logger=_Masked(logging.getLogger("websockets.client"), opts.token),
+            logger=MaskedLogger(logging.getLogger("websockets.client"), opts.token),
         ) as ws:
             try:
                 await self._live(ws)
@@ -381,6 +353,12 @@ class TickerClient:
         wrong = check_hello(hello)
         if wrong is not None:
             raise _ProtocolMismatch(wrong)
+        named = [s for s in hello.symbols if SYMBOL_PATTERN.match(s)]
+        if len(named) < len(hello.symbols):
+            self.gate.reject(
+                "bad_symbol", "hello: names that are not symbols", len(hello.symbols) - len(named)
+            )
+            hello = hello.model_copy(update={"symbols": named})
         epoch_changed = self._epoch is not None and hello.epoch != self._epoch
         if epoch_changed:
             self._guard.reset()
@@ -388,7 +366,7 @@ class TickerClient:
         self.hello = hello
         self._ws = ws
         self._confirmed.clear()
-        self._snapshot_budget.clear()
+        self.gate.new_connection()
         pinger = asyncio.get_running_loop().create_task(self._ping_loop(ws), name="ticker-ping")
         try:
             self._emit(HelloReceived(hello, epoch_changed))
@@ -417,7 +395,7 @@ class TickerClient:
                     deadline.reschedule(now + stale_after)
                     decoded = decode_frame(raw)
                     for reason, detail in decoded.rejected:
-                        self._reject(reason, detail)
+                        self.gate.reject(reason, detail)
                     if decoded.message is not None:
                         self._dispatch(decoded.message)
                     if now > yield_at:
@@ -436,18 +414,17 @@ class TickerClient:
                 del self._pings[next(iter(self._pings))]
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(encode(Ping(type="ping", id=rid)).decode())
-            self._flush_reports()
+            self.gate.flush()
 
     # -- messages -----------------------------------------------------------------
 
     def _dispatch(self, message: ServerMessage) -> None:
         if isinstance(message, Ticks):
-            fresh = [t for t in message.ticks if self._admit(t)]
+            fresh = self.gate.ticks(message.ticks, self._wanted)
             if fresh:
                 self._emit(TicksReceived(fresh))
         elif isinstance(message, Snapshot):
-            ticks = self._within_budget(message)
-            fresh = [t for t in ticks if self._admit(t)]
+            fresh = self.gate.snapshot(message, self._wanted)
             if fresh:
                 self._emit(TicksReceived(fresh, message.symbol))
         elif isinstance(message, Pong):
@@ -461,52 +438,15 @@ class TickerClient:
             self._confirmed = set(message.symbols)
             self._emit(SubscriptionChanged(message.symbols))
         elif isinstance(message, Symbols):
+            infos = [i for i in message.symbols if believable_info(i)]
+            if len(infos) < len(message.symbols):
+                count = len(message.symbols) - len(infos)
+                self.gate.reject("bad_symbol", "symbols: bad names or prices", count)
+                message = message.model_copy(update={"symbols": infos})
             self._resolve(message.id, message)
             self._emit(SymbolsListed(message.symbols))
         elif isinstance(message, Error):
             self._on_error(message)
-
-    def _admit(self, tick: Tick) -> bool:
-        """Whether a tick passes the edge: wanted, believable, newer and a plausible seq."""
-        if tick.symbol not in self._wanted:
-            self._reject("unsubscribed", f"a tick of {tick.symbol}, which we do not want")
-            return False
-        wrong = check_tick(tick, time.time(), self.options.limits)
-        if wrong is not None:
-            self._reject(*wrong)
-            return False
-        reason = self._guard.check(tick.symbol, tick.seq, time.monotonic())
-        if reason is None:
-            return True
-        held = self._guard.last_seq(tick.symbol)
-        if reason == "seq_old":
-            self.repeats += 1
-        self._reject(reason, f"{tick.symbol} #{tick.seq} after #{held}")
-        return False
-
-    def _within_budget(self, snapshot: Snapshot) -> list[Tick]:
-        """The ticks of a snapshot that fit what we asked for; the rest is rejected."""
-        symbol = snapshot.symbol
-        if symbol not in self._wanted:
-            self._reject("unsubscribed", f"a snapshot of {symbol}, which we do not want")
-            return []
-        budget = self._snapshot_budget.get(symbol, 0)
-        taken = snapshot.ticks[:budget]
-        self._snapshot_budget[symbol] = budget - len(taken)
-        excess = len(snapshot.ticks) - len(taken)
-        if excess:
-            detail = f"{excess} ticks of {symbol} beyond what we asked"
-            self._reject("snapshot_excess", detail, excess)
-        return taken
-
-    def _reject(self, reason: str, detail: str, n: int = 1) -> None:
-        report = self.rejections.add(reason, detail, n)
-        if report is not None:
-            self._report(report)
-
-    def _flush_reports(self) -> None:
-        for report in self.rejections.flush():
-            self._report(report)
 
     def _report(self, report: Report) -> None:
         quiet = report.reason in QUIET
@@ -520,11 +460,11 @@ class TickerClient:
             self.options.log_interval,
             report.detail,
         )
-        totals = tuple(self.rejections.totals.items())
+        totals = tuple(self.gate.rejections.totals.items())
         self._emit(InputRejected(report.reason, report.count, report.detail, totals, quiet))
 
     def _on_error(self, error: Error) -> None:
-        error = error.model_copy(update={"message": _short(error.message)})
+        error = error.model_copy(update={"message": shorten(error.message, 200)})
         kind, symbols = self._requests.pop(error.id, (None, []))
         dropped: list[str] = []
         if kind == "subscribe":
@@ -538,7 +478,9 @@ class TickerClient:
             waiter.set_exception(RequestFailed(error))
             kind = kind or "request"
         # An error that answers none of our requests is shown at most once per interval.
-        due = self._server_errors.add(error.code, error.message)
+        # Keyed by known codes only: a server inventing codes must not grow the throttle.
+        key = error.code if error.code in _ERROR_CODES else "unknown_code"
+        due = self._server_errors.add(key, error.message)
         if due is not None:
             log.warning(
                 "server error %s: %s (%d since the last line)", error.code, error.message, due.count
@@ -566,7 +508,7 @@ class TickerClient:
         since = self._guard.since(symbols)
         for symbol in symbols:
             resume = self.options.max_resume if symbol in since else 0
-            self._snapshot_budget[symbol] = max(self.options.snapshot, resume)
+            self.gate.expect_snapshot(symbol, max(self.options.snapshot, resume))
         return Subscribe(
             type="subscribe",
             symbols=symbols,
@@ -619,45 +561,11 @@ class TickerClient:
                 log.exception("listener %r failed on %s", listener, type(event).__name__)
 
 
+_ERROR_CODES = frozenset(get_args(ErrorCode))
+
 _SLICE = 0.02
 """Seconds of frame handling after which the reader yields to the event loop."""
 
 
-class _Masked(logging.LoggerAdapter[logging.Logger]):
-    """websockets' logger with the token masked: its DEBUG log prints the request headers."""
-
-    def __init__(self, logger: logging.Logger, secret: str | None) -> None:
-        super().__init__(logger, None)
-        self._secret = secret
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        secret = self._secret
-        if secret and self.isEnabledFor(level):
-            msg = str(msg).replace(secret, "***")
-            args = tuple(str(a).replace(secret, "***") if secret in str(a) else a for a in args)
-        super().log(level, msg, *args, **kwargs)
-
-
-def _short(text: str, limit: int = 200) -> str:
-    """A server's text made safe to show: one line, at most ``limit`` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _closed(what: str, code: int | None, reason: str) -> str:
-    if code is None:
-        return what
-    return f"{what} (code {code}{': ' + _short(reason, 60) if reason else ''})"
-
-
 def _normalise(symbols: Iterable[str]) -> list[str]:
     return [s.strip().upper() for s in symbols if s.strip()]
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return text

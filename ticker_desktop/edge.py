@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from ticker_server.protocol import (
+    SYMBOL_PATTERN,
     Hello,
     ServerMessage,
     Snapshot,
+    SymbolInfo,
     Tick,
     Ticks,
     decode_server_message,
@@ -35,12 +37,15 @@ __all__ = [
     "QUIET",
     "Decoded",
     "EdgeLimits",
+    "Gate",
     "LogThrottle",
     "Report",
     "SequenceGuard",
+    "believable_info",
     "check_hello",
     "check_tick",
     "decode_frame",
+    "shorten",
 ]
 
 MAX_SEQ = 2**53
@@ -158,13 +163,18 @@ class SequenceGuard:
 # ------------------------------------------------------------------------- decoding
 
 _tick_adapter: TypeAdapter[Tick] = TypeAdapter(Tick)
-_DETAIL = 120
-"""Characters of a server's text kept in a log line or the status bar."""
 
 
-def _short(text: str) -> str:
+def shorten(text: str, limit: int = 120) -> str:
+    """A server's text made safe to show: one line, at most ``limit`` characters."""
     text = " ".join(text.split())
-    return text if len(text) <= _DETAIL else text[:_DETAIL] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def believable_info(info: SymbolInfo) -> bool:
+    """Whether a list_symbols entry names a real symbol with a real price."""
+    price_ok = math.isfinite(info.price) and info.price >= 0
+    return bool(SYMBOL_PATTERN.match(info.symbol)) and price_ok and len(info.name) <= 200
 
 
 @dataclass
@@ -186,7 +196,7 @@ def _ticks(items: Any, decoded: Decoded) -> list[Tick]:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "tick"
-            decoded.rejected.append(("bad_tick", _short(f"{where}: {first['msg']}")))
+            decoded.rejected.append(("bad_tick", shorten(f"{where}: {first['msg']}")))
     return good
 
 
@@ -200,7 +210,7 @@ def decode_frame(data: str | bytes) -> Decoded:
     try:
         raw = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        decoded.rejected.append(("malformed", _short(f"not JSON: {exc}")))
+        decoded.rejected.append(("malformed", shorten(f"not JSON: {exc}")))
         return decoded
     kind = raw.get("type") if isinstance(raw, dict) else None
     if kind == "ticks" and isinstance(raw, dict):
@@ -213,17 +223,17 @@ def decode_frame(data: str | bytes) -> Decoded:
         ticks = _ticks(raw.get("ticks"), decoded)
         mine = [t for t in ticks if t.symbol == symbol]
         if len(mine) < len(ticks):
-            decoded.rejected.append(("wrong_symbol", _short(f"snapshot of {symbol} with others")))
+            decoded.rejected.append(("wrong_symbol", shorten(f"snapshot of {symbol} with others")))
         decoded.message = Snapshot(symbol=symbol, ticks=mine)
     else:
         try:
             decoded.message = decode_server_message(data)
         except (ValueError, RecursionError) as exc:  # includes pydantic's ValidationError
-            decoded.rejected.append(("malformed", _short(str(exc))))
+            decoded.rejected.append(("malformed", shorten(str(exc))))
             return decoded
         if decoded.message is None:
             shown = kind if isinstance(kind, str) else type(raw).__name__
-            decoded.rejected.append(("unknown_type", _short(f"message type {shown!r}")))
+            decoded.rejected.append(("unknown_type", shorten(f"message type {shown!r}")))
     return decoded
 
 
@@ -296,3 +306,100 @@ class LogThrottle:
         state.pending = 0
         state.reported_at = now
         return report
+
+
+# ---------------------------------------------------------------------------- gate
+
+
+class Gate:
+    """Admits what a server sends, tick by tick, and reports what it turns away.
+
+    It holds the one :class:`SequenceGuard` of a client, what is left of each
+    symbol's snapshot (no more ticks than were asked for), and the counts of
+    rejections, whose reports (one per reason per ``interval``) go to ``on_report``.
+
+    Args:
+        limits: what is believable.
+        interval: seconds between two reports of one reason.
+        on_report: called with each report that is due.
+        wall: wall clock for ``ts`` checks.
+        monotonic: clock for seq plausibility and report spacing.
+    """
+
+    def __init__(
+        self,
+        limits: EdgeLimits,
+        interval: float,
+        on_report: Callable[[Report], None],
+        wall: Callable[[], float],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.limits = limits
+        self.guard = SequenceGuard(limits)
+        self.rejections = LogThrottle(interval, monotonic)
+        self.repeats = 0
+        """Ticks dropped because their seq was not newer than the one held."""
+        self._on_report = on_report
+        self._wall = wall
+        self._monotonic = monotonic
+        self._budget: dict[str, int] = {}
+
+    def reject(self, reason: str, detail: str, n: int = 1) -> None:
+        """Count ``n`` rejections of ``reason``, reporting if one is due."""
+        report = self.rejections.add(reason, detail, n)
+        if report is not None:
+            self._on_report(report)
+
+    def flush(self) -> None:
+        """Report counts held back whose interval has passed."""
+        for report in self.rejections.flush():
+            self._on_report(report)
+
+    def expect_snapshot(self, symbol: str, ticks: int) -> None:
+        """A subscribe asked for (at most) ``ticks`` of history of ``symbol``."""
+        self._budget[symbol] = ticks
+
+    def forget(self, symbol: str) -> None:
+        self.guard.forget(symbol)
+        self._budget.pop(symbol, None)
+
+    def new_connection(self) -> None:
+        """Nothing asked on an old connection is owed on the new one."""
+        self._budget.clear()
+
+    def ticks(self, ticks: Iterable[Tick], wanted: Container[str]) -> list[Tick]:
+        """The live ticks to believe, in order."""
+        return [t for t in ticks if self._admit(t, wanted)]
+
+    def snapshot(self, snapshot: Snapshot, wanted: Container[str]) -> list[Tick]:
+        """The ticks of a snapshot to believe: wanted, within what was asked, each believable."""
+        symbol = snapshot.symbol
+        if symbol not in wanted:
+            self.reject("unsubscribed", f"a snapshot of {shorten(symbol, 20)}, not asked for")
+            return []
+        budget = self._budget.get(symbol, 0)
+        taken = snapshot.ticks[:budget]
+        self._budget[symbol] = budget - len(taken)
+        excess = len(snapshot.ticks) - len(taken)
+        if excess:
+            self.reject(
+                "snapshot_excess", f"{excess} ticks of {symbol} beyond what we asked", excess
+            )
+        return [t for t in taken if self._admit(t, wanted)]
+
+    def _admit(self, tick: Tick, wanted: Container[str]) -> bool:
+        if tick.symbol not in wanted:
+            self.reject("unsubscribed", f"a tick of {shorten(tick.symbol, 20)}, not asked for")
+            return False
+        wrong = check_tick(tick, self._wall(), self.limits)
+        if wrong is not None:
+            self.reject(*wrong)
+            return False
+        held = self.guard.last_seq(tick.symbol)
+        reason = self.guard.check(tick.symbol, tick.seq, self._monotonic())
+        if reason is None:
+            return True
+        if reason == "seq_old":
+            self.repeats += 1
+        self.reject(reason, f"{tick.symbol} #{tick.seq} after #{held}")
+        return False

@@ -220,6 +220,7 @@ class MainWindow(QMainWindow):
         self.bridge.symbols_listed.connect(self._on_symbols)
         self.bridge.watched_changed.connect(self._on_watched)
         self.bridge.server_error.connect(self._on_server_error)
+        self.bridge.input_rejected.connect(self.status.show_rejected)
 
     # -- settings ----------------------------------------------------------------------
 

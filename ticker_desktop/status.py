@@ -1,4 +1,5 @@
-"""The status bar: connection state in colour, server URL, RTT, latency, ticks/s, conflation."""
+"""The status bar: connection state in colour, server URL, RTT, latency, ticks/s, conflation,
+and how much of what the server sent was rejected as unbelievable."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import time
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-from .client import ConnectionState, StateChanged
-from .theme import state_color
+from .client import ConnectionState, InputRejected, StateChanged
+from .theme import WARN, state_color
 
 __all__ = ["ConnectionStatus"]
 
@@ -27,11 +28,17 @@ class ConnectionStatus(QStatusBar):
         self.latency_label = QLabel()
         self.rate_label = QLabel()
         self.conflated_label = QLabel()
+        self.rejected_label = QLabel()
         self.addWidget(self.state_label)
         self.addWidget(self.url_label, 1)
         for label in (self.rtt_label, self.latency_label, self.rate_label, self.conflated_label):
             label.setStyleSheet("QLabel { padding: 0 10px; border-left: 1px solid #262c35; }")
             self.addPermanentWidget(label)
+        self.rejected_label.setStyleSheet(
+            f"QLabel {{ color: {WARN.name()}; padding: 0 10px; border-left: 1px solid #262c35; }}"
+        )
+        self.insertPermanentWidget(0, self.rejected_label)
+        self.rejected_label.hide()  # until the server sends something unbelievable
         self.rtt_label.setToolTip("Round trip of a ping to the server")
         self.latency_label.setToolTip("Tick timestamp to chart painted (median of recent frames)")
         self.rate_label.setToolTip("Live ticks received per second, all symbols")
@@ -77,6 +84,19 @@ class ConnectionStatus(QStatusBar):
                 f"QLabel {{ color: {color}; font-weight: bold; padding: 0 8px; }}"
             )
         self.state_label.setToolTip(self.detail)
+
+    def show_rejected(self, event: InputRejected) -> None:
+        """Show how much the server sent that was rejected, and why, in the tooltip."""
+        if event.quiet or not event.shown_total:
+            return
+        self.rejected_label.setText(f"⚠ rejected {event.shown_total:,}")
+        lines = [f"{reason}: {count:,}" for reason, count in sorted(event.totals)]
+        self.rejected_label.setToolTip(
+            "Data from the server that the dashboard refused to show:\n"
+            + "\n".join(lines)
+            + f"\nlatest: {event.detail}"
+        )
+        self.rejected_label.show()
 
     def show_figures(
         self, rtt: float | None, latency: float | None, rate: float, conflated: int

@@ -17,6 +17,7 @@ __all__ = [
     "PANEL",
     "TEXT",
     "UP",
+    "WARN",
     "apply_dark_theme",
     "state_color",
 ]
@@ -31,11 +32,13 @@ DOWN = QColor("#ef5350")
 LINE = QColor("#4fc3f7")
 ACCENT = QColor("#f0b90b")
 GAP = QColor(240, 185, 11, 40)
+WARN = QColor("#ff9800")
+"""Something the user should know of but that is not an error (rejected server data)."""
 
 _STATE_COLORS = {
     "live": UP,
     "connecting": ACCENT,
-    "reconnecting": QColor("#ff9800"),
+    "reconnecting": WARN,
     "error": DOWN,
     "closed": MUTED,
     "idle": MUTED,
