@@ -185,10 +185,7 @@ class Decoded:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _ticks(items: Any, decoded: Decoded) -> list[Tick]:
-    if not isinstance(items, list):
-        decoded.rejected.append(("malformed", "ticks: not a list"))
-        return []
+def _ticks(items: list[Any], decoded: Decoded) -> list[Tick]:
     good: list[Tick] = []
     for item in items:
         try:
@@ -213,7 +210,9 @@ def decode_frame(data: str | bytes) -> Decoded:
         decoded.rejected.append(("malformed", shorten(f"not JSON: {exc}")))
         return decoded
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind == "ticks" and isinstance(raw, dict):
+    if kind in ("ticks", "snapshot") and not isinstance(raw.get("ticks"), list):
+        decoded.rejected.append(("malformed", f"{kind}: ticks is not a list"))
+    elif kind == "ticks" and isinstance(raw, dict):
         decoded.message = Ticks(ticks=_ticks(raw.get("ticks"), decoded))
     elif kind == "snapshot" and isinstance(raw, dict):
         symbol = raw.get("symbol")
