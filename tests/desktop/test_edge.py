@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -255,7 +256,7 @@ def test_throttle_reports_once_per_interval_and_loses_no_count(
             reports.append((clock.now, report))
     for reason in "abc":
         times = [at for at, r in reports if r.reason == reason]
-        assert all(b - a >= 10.0 for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a >= 10.0 for a, b in itertools.pairwise(times))
     clock.now += 10.0
     reports += [(clock.now, r) for r in throttle.flush()]
     for reason in "abc":
