@@ -289,9 +289,11 @@ class TickerClient:
                 code, reason = self._closed_with
                 detail = describe_close("connection closed by server", code, reason)
             except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else 1006
-                reason = exc.rcvd.reason if exc.rcvd else ""
-                detail = describe_close("connection lost", code, reason)
+                # rcvd: the server's close; sent alone: ours (e.g. 1009 for a frame too big).
+                close = exc.rcvd or exc.sent
+                code = close.code if close else 1006
+                what = "connection lost" if exc.rcvd or not exc.sent else "we closed the connection"
+                detail = describe_close(what, code, close.reason if close else "")
             except (OSError, TimeoutError) as exc:
                 detail = describe_error(exc)
             except (InvalidHandshake, InvalidURI, _ProtocolMismatch) as exc:
@@ -339,12 +341,16 @@ class TickerClient:
 
     async def _live(self, ws: ClientConnection) -> None:
         opts = self.options
-        async with asyncio.timeout(opts.open_timeout):
-            first = await ws.recv()
+        try:
+            async with asyncio.timeout(opts.open_timeout):
+                first = await ws.recv()
+        except TimeoutError:
+            raise TimeoutError(f"no hello within {opts.open_timeout:g} s") from None
         decoded = decode_frame(first)
         hello = decoded.message
         if not isinstance(hello, Hello):
-            why = decoded.rejected[0][1] if decoded.rejected else "another message"
+            got = decoded.message
+            why = f"a {got.type} message" if got is not None else decoded.rejected[0][1]
             raise _ProtocolMismatch(f"the server's first message is not a hello: {why}")
         if hello.protocol != PROTOCOL_VERSION:
             raise _ProtocolMismatch(
@@ -563,7 +569,7 @@ class TickerClient:
 
 _ERROR_CODES = frozenset(get_args(ErrorCode))
 
-_SLICE = 0.02
+_SLICE = 0.01
 """Seconds of frame handling after which the reader yields to the event loop."""
 
 
