@@ -232,16 +232,17 @@ def decode_frame(data: str | bytes) -> Decoded:
         decoded.rejected.append(("malformed", shorten(f"not JSON: {exc}")))
         return decoded
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind in ("ticks", "snapshot") and not isinstance(raw.get("ticks"), list):
+    items = raw.get("ticks") if kind in ("ticks", "snapshot") else None
+    if kind in ("ticks", "snapshot") and not isinstance(items, list):
         decoded.rejected.append(("malformed", f"{kind}: ticks is not a list"))
-    elif kind == "ticks" and isinstance(raw, dict):
-        decoded.message = Ticks(ticks=_ticks(raw.get("ticks"), decoded))
-    elif kind == "snapshot" and isinstance(raw, dict):
+    elif kind == "ticks" and isinstance(items, list):
+        decoded.message = Ticks(ticks=_ticks(items, decoded))
+    elif kind == "snapshot" and isinstance(items, list):
         symbol = raw.get("symbol")
         if not isinstance(symbol, str):
             decoded.rejected.append(("malformed", "snapshot: no symbol"))
             return decoded
-        ticks = _ticks(raw.get("ticks"), decoded)
+        ticks = _ticks(items, decoded)
         mine = [t for t in ticks if t.symbol == symbol]
         if len(mine) < len(ticks):
             decoded.rejected.append(("wrong_symbol", shorten(f"snapshot of {symbol} with others")))
