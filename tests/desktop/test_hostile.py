@@ -17,9 +17,13 @@ import logging
 import math
 import time
 import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 from websockets.asyncio.server import ServerConnection
 
 from ticker_desktop.client import (
@@ -31,6 +35,7 @@ from ticker_desktop.client import (
     TickerClient,
     TicksReceived,
 )
+from ticker_desktop.main_window import MainWindow
 
 from .conftest import FAST, TIMEOUT, EventLog, until
 from .hostile import HostileServer, LoopLag, hello, subscribed, tick, ticks
@@ -410,3 +415,67 @@ async def test_backoff_resets_once_a_connection_stayed_live() -> None:
             await client.close()
     attempts = [e.attempt for e in log.of(StateChanged) if e.state is ConnectionState.CONNECTING]
     assert attempts[:5] == [0, 1, 2, 3, 1]
+
+
+# ------------------------------------------------------------------- the whole window
+
+
+@pytest.mark.qt_loop
+async def test_the_dashboard_stays_truthful_and_responsive_under_poison(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    """The real window, fed poison beside every good tick: charts hold only the truth, the
+    status bar says what was rejected, and Qt's loop is never held 250 ms."""
+    good = 400
+    poison: list[Callable[[int], str]] = [
+        lambda seq: ticks(tick(seq, ts=math.nan)),
+        lambda seq: ticks(tick(seq, price=math.inf)),
+        lambda seq: ticks(tick(seq, ts=time.time() + 86400 * 365)),
+        lambda seq: ticks(tick(seq + 2**40)),
+        lambda seq: ticks(tick(2**63)),
+        lambda seq: "garbage",
+    ]
+
+    async def script(ws: ServerConnection, index: int) -> None:
+        await ws.send(hello())
+        await subscribed(ws)
+        for seq in range(1, good + 1):
+            await ws.send(ticks(tick(seq)))
+            await ws.send(poison[seq % len(poison)](seq + 1))
+            if seq % 20 == 0:
+                await asyncio.sleep(0.01)  # a feed, not one burst: the window paints meanwhile
+        await idle(ws)
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    async with HostileServer(script) as server:
+        window = MainWindow(server.url, ["AAPL"], settings, FAST)
+        try:
+            window.resize(1000, 700)
+            window.show()
+            async with LoopLag() as lag:
+                window.start()
+                series = window.store.get("AAPL")
+                assert series is not None
+                await until(lambda: series.ticks.last_seq == good, "every good tick")
+                last = series.last
+                assert last is not None
+
+                def shows_last_price() -> bool:
+                    (_, _), (y0, y1) = window.chart.pane.plot.vb.viewRange()
+                    return bool(y0 <= last.price <= y1)
+
+                await until(shows_last_price, "the chart around the last good price")
+            (x0, x1), (y0, y1) = window.chart.pane.plot.vb.viewRange()
+            label = window.status.rejected_label
+            shown = label.isVisibleTo(window.status), label.text(), label.toolTip()
+        finally:
+            window.close()
+            await window.shutdown()
+            window.deleteLater()
+    assert len(series.ticks) == good and math.isfinite(last.price) and last.seq == good
+    assert all(map(math.isfinite, (x0, x1, y0, y1))) and y1 - y0 < 100
+    visible, text, tip = shown
+    assert visible and "rejected" in text
+    for reason in ("not_finite", "ts_future", "seq_jump", "absurd_value", "malformed"):
+        assert reason in tip, tip
+    assert lag.worst < FREEZE, f"Qt's loop was held {lag.worst * 1000:.0f} ms"
