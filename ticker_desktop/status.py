@@ -31,13 +31,13 @@ class ConnectionStatus(QStatusBar):
         self.rejected_label = QLabel()
         self.addWidget(self.state_label)
         self.addWidget(self.url_label, 1)
+        self.addPermanentWidget(self.rejected_label)
         for label in (self.rtt_label, self.latency_label, self.rate_label, self.conflated_label):
             label.setStyleSheet("QLabel { padding: 0 10px; border-left: 1px solid #262c35; }")
             self.addPermanentWidget(label)
         self.rejected_label.setStyleSheet(
             f"QLabel {{ color: {WARN.name()}; padding: 0 10px; border-left: 1px solid #262c35; }}"
         )
-        self.insertPermanentWidget(0, self.rejected_label)
         self.rejected_label.hide()  # until the server sends something unbelievable
         self.rtt_label.setToolTip("Round trip of a ping to the server")
         self.latency_label.setToolTip("Tick timestamp to chart painted (median of recent frames)")
