@@ -16,6 +16,7 @@ import time
 from ticker_desktop.client import (
     ClientEvent,
     ClientOptions,
+    InputRejected,
     ServerError,
     StateChanged,
     TickerClient,
@@ -40,6 +41,8 @@ def show(event: ClientEvent) -> None:
         print(f"-- {event.state.value}: {event.url} {event.detail}{retry}", flush=True)
     elif isinstance(event, ServerError):
         print(f"-- server error {event.error.code}: {event.error.message}", flush=True)
+    elif isinstance(event, InputRejected) and not event.quiet:
+        print(f"-- rejected {event.count} {event.reason}: {event.detail}", flush=True)
 
 
 async def main() -> None:

@@ -8,8 +8,8 @@ its own file beside the settings (``ticker-desktop.token`` next to
 settings file by an older version is moved there and erased from the settings.
 A token file that others can read is tightened to 0600, with a warning.
 
-On Windows the file gets the ACL of the user's profile directory (only the user
-and administrators), which is the platform's equivalent. A keyring would add a
+On Windows (untested) the file goes to ``%APPDATA%`` and gets the ACL of the
+user's profile (only the user and administrators), the platform's equivalent. A keyring would add a
 dependency and a desktop-session service for one string; this does not.
 """
 
@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -32,7 +33,14 @@ LEGACY_KEY = "connection/token"
 
 
 def token_path(settings: QSettings) -> Path:
-    """The token file of ``settings``: beside its file, with the suffix ``.token``."""
+    """The token file of ``settings``: beside its file, with the suffix ``.token``.
+
+    Windows keeps native settings in the registry, which is no place for a file:
+    there the token goes to ``%APPDATA%\\ORGANIZATION\\APPLICATION.token``.
+    """
+    if sys.platform == "win32" and settings.format() == QSettings.Format.NativeFormat:
+        base = Path(os.environ.get("APPDATA") or Path.home())
+        return base / settings.organizationName() / f"{settings.applicationName()}.token"
     return Path(settings.fileName()).with_suffix(".token")
 
 
