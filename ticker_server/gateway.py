@@ -164,7 +164,8 @@ class Gateway:
         self.clients: set[Client] = set()
         self.stats = GatewayStats()
         self.feed_available = True
-        self._cap = config.max_rate
+        self._cap = grant_rate(None, config.max_rate)
+        """The cap on updates per second per symbol, a supported rate (0: no cap)."""
         self._pending: set[Subscriber] = set()
         self._join: set[Client] = set()
         """Unthrottled clients that may ride with a group once they are in step."""
