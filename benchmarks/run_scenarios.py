@@ -69,8 +69,8 @@ SCENARIOS = {
         ),
         Scenario(
             "1e",
-            "Fan-out at the defaults: 1,000 clients x 20 symbols x 50 ticks/s, no flags, no max_rate",
-            ["--tick-rate", "50"],
+            "Fan-out at the defaults: 1,000 clients x 20 symbols, feed at 1,000 ticks/s (--tick-rate 60, as 1b), no max_rate",
+            ["--tick-rate", "60"],
             ["--clients", "1000", "--verify-share", "0.02", "--server-metrics"],
         ),
         Scenario(
