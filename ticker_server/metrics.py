@@ -107,6 +107,16 @@ class _ServerCollector(Collector):
             value = getattr(bus, name, None)
             if isinstance(value, int):
                 yield kind(f"ticker_bus_{name}", help_text, value=value)
+        rejected = getattr(bus, "rejected", None)
+        if isinstance(rejected, dict):
+            family = CounterMetricFamily(
+                "ticker_bus_rejected",
+                "Bus entries the gateway rejected and skipped, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(rejected.items()):
+                family.add_metric([reason], count)
+            yield family
 
 
 def render_metrics(server: TickerServer) -> tuple[bytes, str]:
