@@ -50,6 +50,8 @@ class ServerConfig:
     """Accepted bearer tokens; empty means no authentication."""
     allow_origins: tuple[str, ...] = ()
     """Accepted Origin headers; empty means any."""
+    require_origin: bool = False
+    """With allow_origins, refuse requests without an Origin header too (only browsers send one)."""
     certfile: str | None = None
     keyfile: str | None = None
     broker: str | None = None

@@ -46,6 +46,7 @@ from .protocol import (
     decode_request,
     encode,
 )
+from .supervision import Supervisor
 
 __all__ = ["Client", "Gateway", "GatewayStats"]
 
@@ -188,8 +189,12 @@ class Gateway:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> None:
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the maintenance pass, restarted by ``supervisor`` if it fails."""
+        if supervisor is not None:
+            self._maintenance = supervisor.spawn("gateway maintenance", self._maintain)
+        else:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
         """Cancel the gateway's own tasks (connections are closed by the server)."""

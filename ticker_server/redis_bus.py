@@ -35,10 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import deque
-from collections.abc import Coroutine, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
@@ -50,7 +49,11 @@ from redis.exceptions import RedisError
 from .bus import EpochCallback, StatusCallback, TicksCallback
 from .bus_guard import BusGuard
 from .config import redact_url
+from .limits import Backoff
 from .protocol import SymbolInfo, Tick, encode_tick
+
+if TYPE_CHECKING:
+    from .supervision import Supervisor
 
 __all__ = [
     "EPOCH_KEY",
@@ -112,28 +115,6 @@ def _id_ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-class Backoff:
-    """Exponential backoff with jitter: the n-th delay is in [c / 10, c], c = min(cap, base * 2**n).
-
-    Args:
-        base: ceiling of the first delay, in seconds.
-        cap: largest ceiling.
-    """
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
-        self.attempt += 1
-        return random.uniform(ceiling / 10, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class _NotAnnounced(Exception):
     """Redis answers but holds no valid announce (no feed yet, or Redis restarted empty)."""
 
@@ -156,6 +137,7 @@ class RedisBus:
         stale_after: seconds without a feed entry before a gateway reports the feed unavailable.
         max_lag: seconds behind the feed stream after which a gateway skips ahead.
         backoff_cap: longest wait between reconnect attempts, in seconds.
+        supervisor: restarts the writer and reader if one fails (see :mod:`.supervision`).
     """
 
     def __init__(
@@ -167,8 +149,10 @@ class RedisBus:
         stale_after: float = 5.0,
         max_lag: float = 2.0,
         backoff_cap: float = 5.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.url = url
+        self.supervisor = supervisor
         self.where = redact_url(url)
         """The URL without its password, for logs."""
         self.keep = history
@@ -253,8 +237,16 @@ class RedisBus:
                 async with asyncio.timeout(1.0):
                     await self._redis.aclose()
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+    async def check(self) -> None:
+        """Raise if Redis does not answer a PING within a few seconds."""
+        async with asyncio.timeout(5.0):
+            await self.redis.ping()
+
+    def _spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        if self.supervisor is not None:
+            task = self.supervisor.spawn(name, run, finished=lambda: self._closing)
+        else:
+            task = asyncio.get_running_loop().create_task(run(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -279,7 +271,7 @@ class RedisBus:
                 "cannot announce on %s yet (%s); retrying in the background", self.where, exc
             )
         if self._writer is None:
-            self._writer = self._spawn("redis-bus-writer", self._write_loop())
+            self._writer = self._spawn("Redis writer", self._write_loop)
 
     async def _announce(self) -> None:
         epoch = self.epoch.encode()
@@ -447,7 +439,7 @@ class RedisBus:
         on_epoch: EpochCallback | None = None,
     ) -> None:
         """Start the reader task that follows the feed stream."""
-        self._spawn("redis-bus-reader", self._read_loop(on_ticks, on_status, on_epoch))
+        self._spawn("Redis reader", lambda: self._read_loop(on_ticks, on_status, on_epoch))
 
     async def _read_announce(self) -> tuple[str, list[SymbolInfo]]:
         reply = await self.redis.mget(EPOCH_KEY, LISTINGS_KEY)
