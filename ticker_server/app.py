@@ -120,7 +120,10 @@ class TickerServer:
             await self.feed.announce()
         if config.role in ("all", "gateway"):
             if config.role == "gateway":
-                log.info("waiting for a feed to announce its symbols on %s", config.broker)
+                log.info(
+                    "waiting for a feed to announce its symbols on %s",
+                    redact_url(config.broker or ""),
+                )
             listings = await bus.listings()
             gateway = Gateway(config, listings, bus.epoch, self.clock)
             for symbol in gateway.listings:

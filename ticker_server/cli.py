@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from .config import ServerConfig
+from .config import ServerConfig, redact_url
 from .market import listings_for
 from .protocol import json_schema
 
@@ -211,7 +211,7 @@ async def _run(config: ServerConfig) -> None:
         if starting.done():
             starting.result()
             if config.role == "feed":
-                log.info("feed publishing to %s", config.broker)
+                log.info("feed publishing to %s", redact_url(config.broker or ""))
             await stopping
         log.info("shutting down")
     finally:
