@@ -540,6 +540,10 @@ class Gateway:
                 conn.close_code,
                 client.delivered,
             )
+            # The wheel may still hold the client until its window's end (at most a minute,
+            # the slowest rate's): what it holds must not keep the connection's buffers alive.
+            client.connection = None
+            client.deferred = None
 
     def handle(self, client: Client, message: str | bytes) -> None:
         """Act on one request; every failure becomes an error message, never an exception.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
+import weakref
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from ticker_server.app import TickerServer
 from ticker_server.gateway import MAX_DEFERRED, Client
 
 from .conftest import TIMEOUT, PeerFactory, ServerFactory
@@ -120,3 +123,27 @@ async def test_requests_held_while_blocked_are_answered_once_it_drains(
                 pongs.append(message["id"])
     assert pongs == [0, 1, 2]
     await ws.close()
+
+
+async def test_a_tiny_max_rate_is_granted_the_floor_and_freed_on_disconnect(
+    server: TickerServer, make_peer: PeerFactory
+) -> None:
+    """max_rate 1e-300 is granted the slowest rate, 1/60; once the client goes, its connection is freed at once and its timers end within a minute."""
+    assert server.gateway is not None
+    peer = await make_peer(server.url)
+    await peer.send(type="subscribe", symbols=["AAPL", "MSFT"], max_rate=1e-300)
+    subscribed = await peer.expect("subscribed")
+    assert subscribed.max_rate == pytest.approx(1 / 60)
+    await peer.expect("ticks")  # the first update of each window goes at once
+    [client] = list(server.gateway.clients)
+    assert client.connection is not None
+    connection = weakref.ref(client.connection)
+    await peer.ws.close()
+    async with asyncio.timeout(TIMEOUT):
+        while server.gateway.clients:  # noqa: ASYNC110 - the gateway exposes no event for this
+            await asyncio.sleep(0.01)
+    gc.collect()
+    assert connection() is None, "nothing the gateway keeps holds the closed connection"
+    assert not client.symbols and client.closed
+    due = server.gateway.fanout.wheel.next_time()
+    assert due is None or due <= server.clock() + 60.0 + 1e-6
