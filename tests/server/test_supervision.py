@@ -88,6 +88,8 @@ async def test_a_failed_task_is_reported_then_restarted(
     await wait_until(supervisor, lambda: not supervisor.faults)
     status, body = await health(server)
     assert status == 200 and body["status"] == "ok" and supervisor.failures == 1
+    metrics = server.url.replace("ws://", "http://") + "/metrics"
+    assert b"ticker_task_failures_total 1.0" in (await asyncio.to_thread(http_get, metrics))[2]
     await live_ticks(peer, 5)  # the feed is back
     await peer.send(type="unsubscribe", symbols=["AAPL"])
     await peer.expect("unsubscribed")
