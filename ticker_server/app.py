@@ -97,8 +97,11 @@ class TickerServer:
         self.started_at = self.clock()
         endpoints = ServiceEndpoints(self)
         ssl_context = endpoints.ssl_context()  # a bad certificate fails before anything starts
-        self.bus = bus = make_bus(config, self.supervisor)
-        await bus.open()
+        try:
+            self.bus = bus = make_bus(config, self.supervisor)
+            await bus.open()
+        except ValueError as exc:  # redis-py's verdict on the URL
+            raise StartupError(f"--broker {redact_url(config.broker or '')}: {exc}") from exc
         if config.role in ("all", "feed") and config.broker is not None:
             try:
                 await bus.check()

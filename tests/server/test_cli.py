@@ -144,6 +144,7 @@ def test_flags_build_the_config() -> None:
         ("bad certificate", "cannot load --certfile"),
         ("missing certificate", "No such file"),
         ("feed without Redis", "a feed needs Redis"),
+        ("bad broker URL", "--broker redis://:***@127.0.0.1:notaport/0"),
     ],
 )
 def test_startup_failure_is_one_clear_line_and_exit_2(
@@ -175,6 +176,7 @@ def test_startup_failure_is_one_clear_line_and_exit_2(
                 "/x",
             ],
             "feed without Redis": ["feed", "--broker", f"redis://:hunter2@127.0.0.1:{port}/0"],
+            "bad broker URL": ["feed", "--broker", "redis://:hunter2@127.0.0.1:notaport/0"],
         }[case]
         out = subprocess.run(
             [sys.executable, "-m", "ticker_server", *flags],
