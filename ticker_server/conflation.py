@@ -321,7 +321,7 @@ class TimerWheel:
     """
 
     def __init__(self) -> None:
-        self._slots: dict[int, list[Entry]] = {}
+        self._slots: dict[int, dict[tuple[Subscriber, str], Entry]] = {}
         self._heap: list[int] = []
 
     def __len__(self) -> int:
@@ -331,9 +331,15 @@ class TimerWheel:
         """Due at microsecond time ``due``."""
         bucket = self._slots.get(due)
         if bucket is None:
-            self._slots[due] = bucket = []
+            self._slots[due] = bucket = {}
             heapq.heappush(self._heap, due)
-        bucket.append(entry)
+        bucket[entry[0], entry[1]] = entry
+
+    def cancel(self, due: int, sub: Subscriber, symbol: str) -> None:
+        """Drop ``sub``'s entry for ``symbol`` at ``due``, if any (a subscriber that left)."""
+        bucket = self._slots.get(due)
+        if bucket is not None:
+            bucket.pop((sub, symbol), None)
 
     def next_time(self) -> float | None:
         """Seconds of the earliest boundary with entries, or None."""
@@ -343,7 +349,7 @@ class TimerWheel:
         """Every entry due at or before microsecond time ``now``."""
         due: list[Entry] = []
         while self._heap and self._heap[0] <= now:
-            due.extend(self._slots.pop(heapq.heappop(self._heap)))
+            due.extend(self._slots.pop(heapq.heappop(self._heap)).values())
         return due
 
 
@@ -412,11 +418,13 @@ class Fanout:
         state = sub.symbols.pop(symbol, None)
         if state is None:
             return
+        if state.phase == Phase.WAITING:
+            self.wheel.cancel(state.due, sub, symbol)  # nothing of it stays behind
         sub.ready.discard(symbol)
         self.armed[symbol].discard(sub)
 
     def remove(self, sub: Subscriber) -> None:
-        """Forget a subscriber (its timer entries are dropped when they fall due)."""
+        """Forget a subscriber and drop its timer entries at once."""
         self.leave(sub)
         for symbol in list(sub.symbols):
             self.unsubscribe(sub, symbol)

@@ -461,3 +461,19 @@ def test_throttled_subscribers_in_step_share_one_group() -> None:
     other = Subscriber()
     fanout.subscribe(other, "AAPL", 1.0)
     assert fanout.join(other) and other.group is not group, "another rate, another group"
+
+
+def test_a_removed_subscriber_leaves_nothing_on_the_wheel() -> None:
+    """Removing a waiting subscriber drops its timer entries at once, even at the slowest rate."""
+    fanout = Fanout(history=10)
+    fanout.book("AAPL")
+    subs = [Subscriber() for _ in range(3)]
+    for sub in subs:
+        fanout.subscribe(sub, "AAPL", RATES[-1])
+    fanout.ingest(tick_stream("AAPL", [1.0], [100]))
+    for sub in subs:
+        assert fanout.take_frames(sub, T0)
+    assert len(fanout.wheel) == 3, "each waits a minute for its next window"
+    for sub in subs:
+        fanout.remove(sub)
+    assert len(fanout.wheel) == 0
