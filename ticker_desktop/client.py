@@ -84,7 +84,7 @@ from .events import (
     SymbolsListed,
     TicksReceived,
 )
-from .redact import MaskedLogger
+from .redact import MaskedLogger, redact_url, url_secrets
 from .retry import Backoff, close_floor, describe_close, describe_error
 
 __all__ = [
@@ -170,6 +170,8 @@ class TickerClient:
         self, url: str, options: ClientOptions | None = None, rng: random.Random | None = None
     ) -> None:
         self.url = url
+        self.shown_url = redact_url(url)
+        """The URL as logged and shown: a password or ``?token=`` in it masked."""
         self.options = options or ClientOptions()
         self.state = ConnectionState.IDLE
         self.hello: Hello | None = None
@@ -300,7 +302,7 @@ class TickerClient:
                 detail = describe_error(exc)
                 refused = True
             except Exception:
-                log.exception("unexpected error in the connection to %s", self.url)
+                log.exception("unexpected error in the connection to %s", self.shown_url)
                 detail = "internal error"
             self.gate.flush()
             live = self._live_since
@@ -309,8 +311,8 @@ class TickerClient:
             delay = 0.0 if self._again else self.backoff.next_delay(self._floor(code))
             self._again = False
             self._wake.clear()
-            log.info("%s: %s; reconnecting in %.2f s", self.url, detail, delay)
             detail = shorten(detail, 200)
+            log.info("%s: %s; reconnecting in %.2f s", self.shown_url, detail, delay)
             state = ConnectionState.ERROR if refused else ConnectionState.RECONNECTING
             self._set_state(state, detail, retry_in=delay)
             # reconnect() may cut the wait short.
@@ -332,7 +334,9 @@ class TickerClient:
             compression=None,
             additional_headers={"Authorization": f"Bearer {opts.token}"} if opts.token else None,
             ssl=opts.ssl_context(self.url),
-            logger=MaskedLogger(logging.getLogger("websockets.client"), opts.token),
+            logger=MaskedLogger(
+                logging.getLogger("websockets.client"), opts.token, *url_secrets(self.url)
+            ),
         ) as ws:
             try:
                 await self._live(ws)
@@ -459,7 +463,7 @@ class TickerClient:
         log.log(
             logging.INFO if quiet else logging.WARNING,
             "%s: rejected %d %s from the server (%d in all; every %.0f s at most), e.g. %s",
-            self.url,
+            self.shown_url,
             report.count,
             report.reason,
             report.total,
@@ -534,7 +538,7 @@ class TickerClient:
 
     async def _ask(self, message: ListSymbols | Ping) -> ServerMessage:
         if self._ws is None:
-            raise ConnectionError(f"not connected to {self.url}")
+            raise ConnectionError(f"not connected to {self.shown_url}")
         waiter: asyncio.Future[ServerMessage] = asyncio.get_running_loop().create_future()
         self._waiters[message.id] = waiter
         try:
@@ -557,7 +561,7 @@ class TickerClient:
         attempt: int = 0,
     ) -> None:
         self.state = state
-        self._emit(StateChanged(state, self.url, detail, retry_in, attempt))
+        self._emit(StateChanged(state, self.shown_url, detail, retry_in, attempt))
 
     def _emit(self, event: ClientEvent) -> None:
         for listener in list(self._listeners):

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
-from ticker_desktop.client import ConnectionState, TickerClient, TicksReceived
+from ticker_desktop.client import ConnectionState, StateChanged, TickerClient, TicksReceived
 from ticker_desktop.credentials import LEGACY_KEY, load_token, save_token, saved_token, token_path
+from ticker_desktop.redact import redact_url, url_secrets
 
 from ..conftest import ServerFactory
 from .conftest import FAST, EventLog
@@ -109,3 +110,35 @@ def test_token_file_readable_by_others_is_made_private(
     assert load_token(path) == TOKEN
     assert mode(path) == 0o600
     assert any("readable by others" in r.getMessage() for r in caplog.records)
+
+
+async def test_token_in_the_url_is_masked_in_logs_and_events(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ?token= in the URL (the server accepts it) is masked in the request line and every event."""
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(tokens=(TOKEN,))
+    client = TickerClient(f"{server.url}/?token={TOKEN}", FAST)
+    log = EventLog(client)
+    client.start()
+    try:
+        await client.subscribe(["AAPL"])
+        await log.wait_for(TicksReceived)
+    finally:
+        await client.close()
+    ours = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("websockets.client", "ticker_desktop"))
+    ]
+    assert any(m.startswith("> GET /?token=***") for m in ours), "the request line is logged"
+    assert not [m for m in ours if TOKEN in m]
+    assert all(TOKEN not in e.url for e in log.of(StateChanged))
+
+
+def test_redact_url_masks_passwords_and_token_parameters() -> None:
+    """Credentials in a URL are masked; everything else is kept as it was."""
+    assert redact_url("wss://h:1/?token=abc&x=1") == "wss://h:1/?token=%2A%2A%2A&x=1"
+    assert redact_url("ws://user:pw@h:1/") == "ws://user:***@h:1/"
+    assert redact_url("ws://h:1/?a=b") == "ws://h:1/?a=b"
+    assert url_secrets("ws://u:pw@h/?Token=t&a=b") == ["pw", "t"]
