@@ -61,7 +61,7 @@ def _bench(tmp_path: Path, url: str, pid: int, *extra: str) -> dict[str, Any]:
     out = tmp_path / "report.json"
     done = subprocess.run(
         [
-            PY, "-m", "benchmarks.bench", "--url", url, "--pid", str(pid), "--json", str(out),
+            PY, "-m", "ticker_bench", "--url", url, "--pid", str(pid), "--json", str(out),
             "--duration", "1.5", "--warmup", "0.5", "--idle", "0.2", "--drain", "2", *extra,
         ],
         capture_output=True, text=True, timeout=90, check=False,
