@@ -62,3 +62,27 @@ def test_load_generator_imports_without_the_repository_benchmarks() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ticker_bench.loadgen"
+
+
+def test_suite_runs_on_versions_the_pins_allow() -> None:
+    """Every runtime dependency has a lower bound, the ones a major may break an upper one, and this run is inside."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = setuptools_config()["project"]
+    requirements = [
+        Requirement(r)
+        for r in project["dependencies"] + project["optional-dependencies"]["desktop"]
+    ]
+    capped = {"websockets", "pydantic", "numpy", "redis", "pyside6-essentials"}
+    for req in requirements:
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        operators = {spec.operator for spec in req.specifier}
+        assert ">=" in operators, req
+        if req.name.lower() in capped:
+            assert "<" in operators, req
+        assert req.specifier.contains(version(req.name)), (
+            f"{req.name} {version(req.name)} is outside {req}"
+        )
