@@ -246,3 +246,17 @@ def test_command_with_a_gone_x_server_exits_2_with_the_message(tmp_path: Path) -
     done = run_desktop(tmp_path, DISPLAY=f":{number}")
     assert done.returncode == 2, done.stderr
     assert f"no X server answers on DISPLAY=:{number}" in done.stderr
+
+
+def test_readme_install_lines_are_the_ones_the_check_prints() -> None:
+    """The Quickstart's note installs what the check would name for the libraries fresh desktops lack."""
+    often_missing = [
+        "libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxcb-image.so.0",
+        "libxcb-render-util.so.0", "libxkbcommon-x11.so.0", "libEGL.so.1",
+    ]  # fmt: skip
+    readme = (ROOT / "README.md").read_text()
+    note = readme[readme.index("> **System packages.**") :].split("\n\n")[0]
+    text = " ".join(line.removeprefix("> ") for line in note.splitlines())
+    for line in install_lines(often_missing):
+        command = line.split(":", 1)[1].strip()
+        assert f"`{command}`" in text, command
