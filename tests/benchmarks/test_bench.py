@@ -91,7 +91,7 @@ def test_bench_against_ticker_server(tmp_path: Path, ticker_server: tuple[int, s
     fair = report["fairness_ticks_per_s"]
     assert 0 < fair["min"] <= fair["median"] <= fair["max"]
     assert report["seq"]["ok"], report["seq"]
-    assert report["server"]["cpu_percent"] >= 0 and report["server"]["rss_ready_kib"] > 0
+    assert report["server"]["cpu_percent"] > 0 and report["server"]["rss_ready_kib"] > 0
     assert sum(report["closes"]["slow"].values()) == 1
     assert len(report["tool"]["cpu_percent_per_worker"]) == 2
     assert "window_deltas" in report["server_metrics"]
