@@ -28,6 +28,7 @@ from .connection import GatewayConnection
 from .limits import TokenBucket
 from .protocol import (
     MAX_FRAME,
+    RATES,
     Error,
     Heartbeat,
     Hello,
@@ -45,7 +46,9 @@ from .protocol import (
     Unsubscribed,
     decode_request,
     encode,
+    grant_rate,
 )
+from .supervision import Supervisor
 
 __all__ = ["Client", "Gateway", "GatewayStats"]
 
@@ -59,6 +62,10 @@ CLOSE_FEED_RESTARTED = 1012
 """Close code (service restart) when the feed restarts with a new epoch."""
 ABUSE_LIMIT = 100
 """Refused requests in a row after which a client is closed with 1008."""
+MAX_DEFERRED = 8
+"""Requests held, unanswered, for a client above the buffer limit (it is not reading its
+replies); one more closes it with 1008. So what a client has queued stays within
+max_buffer + one reply + MAX_DEFERRED requests, whatever it sends."""
 MAINTENANCE_PERIOD = 0.05
 PACE_RATIO = 0.25
 """Pause after a flush, as a share of the flush's CPU time: flushing may take 80 % of the
@@ -112,6 +119,8 @@ class Client(Subscriber):
     raw: bool = True
     """Frames go to the transport as serialized; False when an extension (compression) must
     transform each one."""
+    deferred: list[str | bytes] | None = None
+    """Requests that came while the client was blocked, answered once it drains."""
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -162,7 +171,8 @@ class Gateway:
         self.clients: set[Client] = set()
         self.stats = GatewayStats()
         self.feed_available = True
-        self._cap = config.max_rate
+        self._cap = grant_rate(None, config.max_rate)
+        """The cap on updates per second per symbol, a supported rate (0: no cap)."""
         self._pending: set[Subscriber] = set()
         self._join: set[Client] = set()
         """Unthrottled clients that may ride with a group once they are in step."""
@@ -177,19 +187,28 @@ class Gateway:
         self._handle = self.handle
         self._pause = self._on_pause
         """Bound methods shared by every connection's callbacks."""
-        self._hello = encode(
+        self._hello = self._make_hello()
+
+    def _make_hello(self) -> bytes:
+        cap = self._cap
+        return encode(
             Hello(
                 symbols=list(self.listings),
-                max_rate=config.max_rate,
-                heartbeat=config.heartbeat,
-                epoch=epoch,
+                max_rate=cap,
+                heartbeat=self.config.heartbeat,
+                epoch=self.epoch,
+                rates=[rate for rate in RATES if cap <= 0 or rate <= cap * (1 + 1e-9)],
             )
         )
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> None:
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the maintenance pass, restarted by ``supervisor`` if it fails."""
+        if supervisor is not None:
+            self._maintenance = supervisor.spawn("gateway maintenance", self._maintain)
+        else:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
         """Cancel the gateway's own tasks (connections are closed by the server)."""
@@ -250,14 +269,7 @@ class Gateway:
         self._pending.clear()
         self._join.clear()
         self._oldest_pending_ts = None
-        self._hello = encode(
-            Hello(
-                symbols=list(self.listings),
-                max_rate=self.config.max_rate,
-                heartbeat=self.config.heartbeat,
-                epoch=epoch,
-            )
-        )
+        self._hello = self._make_hello()
 
     # -- the fan-out -----------------------------------------------------------------
 
@@ -281,24 +293,18 @@ class Gateway:
             self.stats.observe_latency(max(now - self._oldest_pending_ts, 0.0))
             self._oldest_pending_ts = None
         pending, self._pending = self._pending, set()
-        take_frame = self.fanout.take_frame
+        take_frames = self.fanout.take_frames
         for sub in pending:
             if sub.blocked or sub.closed:
                 continue
-            frame = take_frame(sub, now)
-            if frame is None:
-                continue
-            count = frame.count(b'"seq"')
-            if isinstance(sub, SubscriberGroup):
-                wire = _wire(frame)
-                for member in list(sub.members):
-                    client = cast(Client, member)
+            for frame in take_frames(sub, now):
+                count = frame.count(b'"seq"')
+                if isinstance(sub, SubscriberGroup):
+                    self._broadcast(sub, frame, count, now)
+                else:
+                    client = cast(Client, sub)
                     client.delivered += count
-                    self._write(client, frame, now, wire)
-            else:
-                client = cast(Client, sub)
-                client.delivered += count
-                self._write(client, frame, now)
+                    self._write(client, frame, now)
         self._arm_timer(now)
         # Pace flushes: at low load every tick leaves at once; under load the loop pauses
         # PACE_RATIO of the last flush's time before the next, so frames grow instead of
@@ -349,6 +355,35 @@ class Gateway:
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
 
+    def _broadcast(self, group: SubscriberGroup, frame: bytes, count: int, now: float) -> None:
+        """Write one frame to every member of a group: the fan-out's hottest loop.
+
+        The frame is serialized once and the bookkeeping of :meth:`_write` is done
+        once for all; members with an extension take the per-connection path.
+        """
+        wire = _wire(frame)
+        sent = 0
+        open_ = State.OPEN
+        # A copy: a write that fills a member's buffer makes it leave the group.
+        for member in list(group.members):
+            client = cast(Client, member)
+            client.delivered += count
+            conn = client.connection
+            if not client.raw:
+                self._write(client, frame, now)
+                continue
+            if conn is None or client.closing or conn.protocol.state is not open_:
+                continue
+            try:
+                conn.transport.write(wire)
+            except Exception as exc:  # a transport torn down under us; the handler cleans up
+                log.debug("write to %s failed: %r", client.name, exc)
+                continue
+            client.last_write = now
+            sent += 1
+        self.stats.frames_sent += sent
+        self.stats.bytes_sent += sent * len(frame)
+
     def _on_pause(self, client: Client) -> None:
         """Transport callback: the client's write buffer went above max_buffer during a write."""
         if client.blocked or client.closing:
@@ -385,6 +420,8 @@ class Gateway:
                     self._pending.add(client)
                     self._join.add(client)
                     self._schedule_flush()
+                    if client.deferred:
+                        self._answer_deferred(client)
                 elif now - client.blocked_since > self.config.slow_grace:
                     self._blocked.discard(client)
                     self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
@@ -399,10 +436,8 @@ class Gateway:
 
     def _regroup(self) -> None:
         for client in list(self._join):
-            if client.closed or client.group is not None:
+            if client.closed or client.group is not None or not client.symbols:
                 self._join.discard(client)
-            elif any(state.interval > 0 for state in client.symbols.values()):
-                self._join.discard(client)  # throttled clients each keep their own schedule
             elif self.fanout.join(client):
                 self._join.discard(client)
 
@@ -505,9 +540,17 @@ class Gateway:
                 conn.close_code,
                 client.delivered,
             )
+            # The wheel may still hold the client until its window's end (at most a minute,
+            # the slowest rate's): what it holds must not keep the connection's buffers alive.
+            client.connection = None
+            client.deferred = None
 
     def handle(self, client: Client, message: str | bytes) -> None:
-        """Act on one request; every failure becomes an error message, never an exception."""
+        """Act on one request; every failure becomes an error message, never an exception.
+
+        A client above the buffer limit is not reading its replies: its requests wait
+        (at most MAX_DEFERRED) until it drains, so its replies cannot pile up.
+        """
         now = self.clock()
         assert client.bucket is not None
         if not client.bucket.take(now):
@@ -518,6 +561,25 @@ class Gateway:
                 log.warning("rate limiting %s", client.name)
             self._send(client, Error(code="rate_limited", message="too many requests; slow down"))
             return
+        if client.blocked or client.deferred:
+            deferred = client.deferred = client.deferred or []
+            if len(deferred) >= MAX_DEFERRED:
+                log.warning("closing %s: %d requests while not reading", client.name, MAX_DEFERRED)
+                self._close(client, CLOSE_POLICY, "requests sent while not reading replies")
+                return
+            deferred.append(message)
+            return
+        self._serve(client, message)
+
+    def _answer_deferred(self, client: Client) -> None:
+        """Answer the requests held while the client was blocked, until it blocks again."""
+        deferred = client.deferred
+        while deferred and not client.blocked and not client.closing:
+            self._serve(client, deferred.pop(0))
+        if not deferred:
+            client.deferred = None
+
+    def _serve(self, client: Client, message: str | bytes) -> None:
         if isinstance(message, bytes):
             self._send(
                 client,
@@ -557,14 +619,19 @@ class Gateway:
         return infos
 
     def _split(self, symbols: list[str]) -> tuple[list[str], list[str]]:
-        known: list[str] = []
-        unknown: list[str] = []
+        """Known symbols (normalized) and unknown ones (as sent), each once, in request order.
+
+        Dicts, not lists, so a request of thousands of symbols costs linear time.
+        """
+        known: dict[str, None] = {}
+        unknown: dict[str, None] = {}
         for raw in symbols:
             symbol = raw.strip().upper()
-            target = known if symbol in self.listings else unknown
-            if symbol not in known and raw not in unknown:
-                target.append(symbol if target is known else raw)
-        return known, unknown
+            if symbol in self.listings:
+                known[symbol] = None
+            else:
+                unknown[raw] = None
+        return list(known), list(unknown)
 
     def _unknown(self, client: Client, unknown: list[str], rid: str | int | None) -> None:
         shown = ", ".join(repr(s[:20]) for s in unknown[:10]) + (
@@ -592,15 +659,12 @@ class Gateway:
             )
         if unknown:
             self._unknown(client, unknown, request.id)
-        rate = request.max_rate or self._cap
-        if self._cap > 0:
-            rate = min(rate, self._cap)
-        interval = 1.0 / rate if rate > 0 else 0.0
+        rate = grant_rate(request.max_rate, self._cap)
         since = request.since or {}
         snapshots: list[tuple[str, list[bytes]]] = []
         for symbol in known:
             if symbol not in added:
-                self.fanout.subscribe(client, symbol, interval)
+                self.fanout.subscribe(client, symbol, rate)
                 continue
             book = self.fanout.books[symbol]
             held = since.get(symbol)
@@ -609,8 +673,8 @@ class Gateway:
                 snapshots.append((symbol, gap))
             elif request.snapshot > 0:
                 snapshots.append((symbol, book.snapshot(request.snapshot)))
-            self.fanout.subscribe(client, symbol, interval)
-        self._send(client, Subscribed(symbols=list(client.symbols), id=request.id))
+            self.fanout.subscribe(client, symbol, rate)
+        self._send(client, Subscribed(symbols=list(client.symbols), id=request.id, max_rate=rate))
         now = self.clock()
         for symbol, parts in snapshots:
             for chunk in _snapshot_frames(symbol, parts):
