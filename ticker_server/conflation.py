@@ -1,61 +1,91 @@
 """Conflation and throttling: which update each subscriber gets, and when (pure, no I/O).
 
-The design keeps the cost of the fan-out proportional to what is delivered, not
-to what the feed generates:
+The cost of the fan-out is proportional to what is delivered, not to what the
+feed generates:
 
 * A :class:`SymbolBook` holds each symbol's recent history once: the encoded
-  bytes of every tick (for snapshots and resume) and its prices (for the high
-  and low of a conflated update).
-* A subscriber's state per symbol is just the seq and volume it was last sent,
-  its minimum interval and a flag. Nothing is queued per subscriber: a pending
-  update is simply "the book's seq is newer than what I was sent", and when it
-  goes out, ``merged`` is the seq difference, ``size`` the volume difference and
-  ``high``/``low`` a slice of the price ring. Memory per subscriber is bounded
-  by its symbols, whatever it does.
-* A subscriber that may send a symbol right now is *armed* on that symbol; a
-  new tick visits only the armed subscribers. After a send, a throttled
-  subscriber rests on a :class:`TimerWheel` until its interval has passed,
-  and a slow one (its socket above the high-water mark) is not visited at all.
+  bytes of every tick (for snapshots and resume) and rings of its fields (for
+  the open, high, low and size of a conflated update).
+* A subscriber's state per symbol is the seq and volume it was last sent, its
+  window and where it waits. Nothing is queued per subscriber: a pending update
+  is simply "the book's seq is newer than what I was sent", so memory per
+  subscriber is bounded by its symbols, whatever it does.
+
+Throttling uses clock-aligned windows. A subscriber granted rate r has the
+window w = 1/r, and the windows are [k*w, (k+1)*w) of Unix time, the same for
+every subscriber and every gateway. Per subscriber and symbol:
+
+* every conflated update covers ticks whose ``ts`` lie in one window, so a
+  candle whose width is a multiple of w is exact;
+* at most one update goes out per window of send time (the server's clock), so
+  at most r per second, while ticks reach the server within a window of their
+  ``ts`` (a tick that arrives after its window's update went out gets its own
+  update at the next boundary);
+* a tick that arrives when nothing of that symbol is pending and nothing was sent
+  in the current window goes out in the next flush, with no added delay;
+* what the subscriber holds is never more than two windows plus one flush behind
+  the feed. One that fell further behind (its socket was full) gets everything it
+  missed merged into one update, which may then span windows.
+
+A subscriber that may send a symbol at once is *armed* on it and a new tick
+visits only the armed subscribers; after a send it *waits* on the
+:class:`TimerWheel` for the next window boundary, where all subscribers of that
+window wake together. Subscribers of the same symbols and window that are in
+step ride one :class:`SubscriberGroup`: one cursor and one encoded frame for all.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .protocol import Tick, encode_tick
+from .protocol import MAX_FRAME, Tick, encode_tick, ts_micros, window_micros
 
 __all__ = [
+    "CATCHUP_WINDOWS",
     "FRAME_PREFIX",
     "FRAME_SUFFIX",
     "Fanout",
+    "Phase",
     "Subscriber",
     "SubscriberGroup",
     "SymbolBook",
     "SymbolState",
     "TimerWheel",
-    "ticks_frame",
+    "ticks_frames",
 ]
 
 FRAME_PREFIX = b'{"type":"ticks","ticks":['
 FRAME_SUFFIX = b"]}"
-PRICE_RING = 65536
-"""Prices kept per symbol for the high and low of conflated updates."""
-
+PRICE_RING = 16384
+"""Ticks whose fields are kept per symbol for conflated updates (at least --history)."""
 
 UNMERGED_MAX = 16
 """An unthrottled subscriber at most this many ticks behind gets each of them; further behind
 (a slow consumer catching up) it gets one conflated update, so what it sees is fresh."""
 
+CATCHUP_WINDOWS = 2
+"""A throttled subscriber whose oldest pending tick is at most this many windows old gets one
+exact update per window; older, it fell behind and gets one merged update."""
 
-def ticks_frame(parts: Sequence[bytes]) -> bytes:
-    """Join pre-encoded ticks into one ``ticks`` message."""
-    return FRAME_PREFIX + b",".join(parts) + FRAME_SUFFIX
+
+def ticks_frames(parts: Sequence[bytes]) -> list[bytes]:
+    """Join pre-encoded ticks into ``ticks`` messages, each within :data:`MAX_FRAME`."""
+    room = MAX_FRAME - len(FRAME_PREFIX) - len(FRAME_SUFFIX)
+    frames: list[bytes] = []
+    start, size = 0, -1
+    for i, part in enumerate(parts):
+        if size + len(part) + 1 > room and i > start:
+            frames.append(FRAME_PREFIX + b",".join(parts[start:i]) + FRAME_SUFFIX)
+            start, size = i, -1
+        size += len(part) + 1
+    if start < len(parts):
+        frames.append(FRAME_PREFIX + b",".join(parts[start:]) + FRAME_SUFFIX)
+    return frames
 
 
 class SymbolBook:
@@ -76,9 +106,14 @@ class SymbolBook:
         self._encoded: deque[bytes] = deque(maxlen=max(history, 1))
         self._history = history
         ring = max(PRICE_RING, history)
-        self._prices = np.zeros(ring, dtype=np.float64)
-        self._volumes = np.zeros(ring, dtype=np.int64)
         self._ring = ring
+        self._prices = np.zeros(ring, dtype=np.float64)
+        self._bids = np.zeros(ring, dtype=np.float64)
+        self._asks = np.zeros(ring, dtype=np.float64)
+        self._ts = np.zeros(ring, dtype=np.float64)
+        self._volumes = np.zeros(ring, dtype=np.int64)
+        self._keys = np.zeros(ring, dtype=np.int64)
+        """Each tick's ts in microseconds, never below its predecessor's: its window key."""
         self._from = 1
         """Oldest seq of the contiguous run now in the rings."""
 
@@ -89,13 +124,22 @@ class SymbolBook:
         data = encode_tick(
             tick.symbol, tick.seq, tick.ts, tick.price, tick.bid, tick.ask, tick.size, tick.volume
         )
+        key = ts_micros(tick.ts)
         if tick.seq != self.seq + 1:
             # A hole (a gateway joining late, a feed that skipped): keep what is held contiguous.
             self._encoded.clear()
             self._from = tick.seq
+        elif self.seq:
+            # A feed clock that stepped back must not reopen a window that already went out.
+            key = max(key, int(self._keys[self.seq % self._ring]))
+        i = tick.seq % self._ring
         self._encoded.append(data)
-        self._prices[tick.seq % self._ring] = tick.price
-        self._volumes[tick.seq % self._ring] = tick.volume
+        self._prices[i] = tick.price
+        self._bids[i] = tick.bid
+        self._asks[i] = tick.ask
+        self._ts[i] = tick.ts
+        self._volumes[i] = tick.volume
+        self._keys[i] = key
         self.seq = tick.seq
         self.volume = tick.volume
         self.latest = tick
@@ -106,6 +150,11 @@ class SymbolBook:
     def first_held(self) -> int:
         """Seq of the oldest tick still in the history (seq + 1 when it is empty)."""
         return self.seq - len(self._encoded) + 1
+
+    @property
+    def first_in_ring(self) -> int:
+        """Seq of the oldest tick whose fields are still in the rings."""
+        return max(self._from, self.seq - self._ring + 1, 1)
 
     def snapshot(self, count: int) -> list[bytes]:
         """The newest ``count`` ticks (at most the history), oldest first."""
@@ -136,55 +185,112 @@ class SymbolBook:
             return 0
         if seq >= self.seq:
             return self.volume
-        seq = max(seq, self._from, self.seq - self._ring + 1)
+        seq = max(seq, self.first_in_ring)
         return int(self._volumes[seq % self._ring])
 
-    def update_since(self, seq: int, volume: int) -> bytes:
-        """The update for a subscriber that was last sent ``seq`` (with cumulative ``volume``).
+    def key(self, seq: int) -> int:
+        """The window key (ts in microseconds) of a tick in the rings."""
+        return int(self._keys[max(seq, self.first_in_ring) % self._ring])
 
-        One tick behind gives the shared pre-encoded bytes; more gives a
-        conflated tick with merged, high, low and the summed size.
+    def last_before(self, after: int, limit: int) -> int:
+        """The newest seq after ``after`` whose key is below ``limit`` (``after`` if none)."""
+        lo, hi = after + 1, self.seq  # keys never decrease, so bisect on seq
+        keys, ring = self._keys, self._ring
+        lo = max(lo, self.first_in_ring)
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if keys[mid % ring] < limit:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return max(hi, after)
+
+    def update(self, after: int, upto: int, volume: int) -> bytes:
+        """The update covering ticks ``after + 1`` to ``upto`` (``volume``: that after ``after``).
+
+        One tick gives its pre-encoded bytes; more give a conflated tick with
+        merged, open, high, low and the summed size, stamped as the last.
         """
-        latest = self.latest
-        assert latest is not None and seq < self.seq
-        merged = self.seq - seq
-        if merged == 1:
+        merged = upto - after
+        if upto == self.seq and merged == 1:
             return self.latest_bytes
-        span = min(merged, self._ring, self.seq - self._from + 1)
-        end = self.seq % self._ring + 1
-        start = end - span
-        if start >= 0:
-            window = self._prices[start:end]
+        ring = self._ring
+        j = upto % ring
+        if merged == 1 and upto >= self.first_held:
+            return self._encoded[upto - self.first_held]
+        first = max(after + 1, self.first_in_ring)
+        i = first % ring
+        if i <= j:
+            window = self._prices[i : j + 1]
             high, low = float(window.max()), float(window.min())
         else:
-            head, tail = self._prices[start:], self._prices[:end]
+            head, tail = self._prices[i:], self._prices[: j + 1]
             high = float(max(head.max(), tail.max()))
             low = float(min(head.min(), tail.min()))
+        price = float(self._prices[j])
+        total = int(self._volumes[j])
+        if merged == 1:
+            return encode_tick(
+                self.symbol,
+                upto,
+                float(self._ts[j]),
+                price,
+                float(self._bids[j]),
+                float(self._asks[j]),
+                total - volume,
+                total,
+            )
         return encode_tick(
-            latest.symbol,
-            latest.seq,
-            latest.ts,
-            latest.price,
-            latest.bid,
-            latest.ask,
-            self.volume - volume,
-            self.volume,
+            self.symbol,
+            upto,
+            float(self._ts[j]),
+            price,
+            float(self._bids[j]),
+            float(self._asks[j]),
+            total - volume,
+            total,
             merged,
             high,
             low,
+            float(self._prices[i]),
         )
+
+
+class Phase:
+    """Where a subscriber's symbol is in its cycle (plain ints: this is the hot path)."""
+
+    ARMED = 0
+    """May send at once: the next tick makes it ready (it sits in the book's armed set)."""
+    READY = 1
+    """Goes out in the next frame (the symbol is in the subscriber's ``ready``)."""
+    WAITING = 2
+    """Sent in the current window; waits on the wheel for the boundary ``due``."""
+    RIDING = 3
+    """Idle: the subscriber rides a group, whose state stands for its own."""
 
 
 @dataclass(eq=False, slots=True)
 class SymbolState:
     """What one subscriber holds of one symbol."""
 
-    interval: float
-    """Minimum seconds between two updates (1 / max_rate)."""
+    window: int
+    """Microseconds per window (1 / granted rate); 0 for unthrottled."""
     last_seq: int
     last_volume: int
-    armed: bool = False
-    """True while the subscriber sits in the symbol's armed set."""
+    phase: int = Phase.ARMED
+    sent: int = -1
+    """Microsecond time of the last update sent (-1: none yet)."""
+    due: int = 0
+    """While WAITING: the boundary (microseconds) it waits for."""
+
+    def in_step_with(self, other: SymbolState) -> bool:
+        """True when both will receive the same updates from now on."""
+        return (
+            self.window == other.window
+            and self.last_seq == other.last_seq
+            and self.phase == other.phase
+            and (self.phase != Phase.WAITING or self.due == other.due)
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -204,45 +310,50 @@ class Subscriber:
 
 @dataclass(eq=False, slots=True)
 class SubscriberGroup(Subscriber):
-    """Unthrottled subscribers of the same symbols, in step: one cursor, one frame for all.
+    """Subscribers of the same symbols and window, in step: one cursor, one frame for all.
 
-    Clients that want every tick of the same symbols receive identical frames,
-    so the fan-out visits the group once per tick and builds its frame once;
-    the I/O layer writes that frame to each member. A member that falls behind
-    (its socket fills up) or changes its subscription leaves with the group's
-    position and carries on alone.
+    The fan-out visits the group once per tick and builds its frame once; the
+    I/O layer writes that frame to each member. A member that falls behind (its
+    socket fills up) or changes its subscription leaves with the group's
+    position and carries on alone until it is in step again.
     """
 
     members: set[Subscriber] = field(default_factory=set)
 
 
-class TimerWheel:
-    """Items due at a time, popped in batches with a fixed resolution (pure)."""
+Entry = tuple[Subscriber, str, SymbolState]
 
-    def __init__(self, resolution: float = 0.002) -> None:
-        self.resolution = resolution
-        self._slots: dict[int, list[tuple[Subscriber, str, SymbolState]]] = {}
+
+class TimerWheel:
+    """Entries due at window boundaries (integer microseconds), popped in time order (pure).
+
+    Every subscriber of a window waits for the same boundaries, so each boundary
+    is one heap entry and one bucket, whatever the number of subscribers.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[int, list[Entry]] = {}
         self._heap: list[int] = []
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._slots.values())
 
-    def schedule(self, when: float, item: tuple[Subscriber, str, SymbolState]) -> None:
-        """Due no earlier than ``when`` (rounded up to the resolution)."""
-        slot = math.ceil(when / self.resolution)
-        bucket = self._slots.get(slot)
+    def schedule(self, due: int, entry: Entry) -> None:
+        """Due at microsecond time ``due``."""
+        bucket = self._slots.get(due)
         if bucket is None:
-            self._slots[slot] = bucket = []
-            heapq.heappush(self._heap, slot)
-        bucket.append(item)
+            self._slots[due] = bucket = []
+            heapq.heappush(self._heap, due)
+        bucket.append(entry)
 
     def next_time(self) -> float | None:
-        return self._heap[0] * self.resolution if self._heap else None
+        """Seconds of the earliest boundary with entries, or None."""
+        return self._heap[0] / 1_000_000 if self._heap else None
 
-    def pop_due(self, now: float) -> list[tuple[Subscriber, str, SymbolState]]:
-        due: list[tuple[Subscriber, str, SymbolState]] = []
-        limit = now / self.resolution + 1e-6  # next_time() * resolution must count as due
-        while self._heap and self._heap[0] <= limit:
+    def pop_due(self, now: int) -> list[Entry]:
+        """Every entry due at or before microsecond time ``now``."""
+        due: list[Entry] = []
+        while self._heap and self._heap[0] <= now:
             due.extend(self._slots.pop(heapq.heappop(self._heap)))
         return due
 
@@ -251,20 +362,20 @@ class Fanout:
     """Subscriptions, books and the throttle schedule of one gateway (pure).
 
     The I/O layer calls :meth:`ingest` with new ticks and :meth:`advance` on a
-    timer; both return the subscribers that have something to send, and
-    :meth:`take_frame` gives the bytes to write to one of them.
+    timer (at :meth:`TimerWheel.next_time`); both return the subscribers that
+    have something to send, and :meth:`take_frames` gives the bytes to write to
+    one of them. Times are wall-clock seconds, the time base of tick ``ts``.
 
     Args:
         history: ticks kept per symbol for snapshots and resume.
-        resolution: granularity of the throttle timer in seconds.
     """
 
-    def __init__(self, history: int, resolution: float = 0.002) -> None:
+    def __init__(self, history: int) -> None:
         self.history = history
         self.books: dict[str, SymbolBook] = {}
         self.armed: dict[str, set[Subscriber]] = {}
-        self.wheel = TimerWheel(resolution)
-        self.groups: dict[frozenset[str], SubscriberGroup] = {}
+        self.wheel = TimerWheel()
+        self.groups: dict[tuple[frozenset[str], int], SubscriberGroup] = {}
         self.conflated = 0
         """Generated ticks that went out inside a merged update (sum of merged - 1)."""
         self.delivered = 0
@@ -280,25 +391,29 @@ class Fanout:
     # -- subscriptions ----------------------------------------------------------
 
     def subscribe(
-        self, sub: Subscriber, symbol: str, interval: float, since: int | None = None
+        self, sub: Subscriber, symbol: str, rate: float, since: int | None = None
     ) -> None:
-        """Add ``symbol`` to ``sub`` or change its interval.
+        """Add ``symbol`` to ``sub`` at a granted ``rate`` (0: unthrottled), or change its rate.
 
         A new subscription starts at the book's current seq (the caller sends
         the snapshot), or at ``since`` when resuming, so the gap goes out as
-        one conflated update if the caller could not send it as a snapshot.
+        conflated updates if the caller could not send it as a snapshot.
         """
         self.leave(sub)
         book = self.book(symbol)
+        window = window_micros(rate)
         state = sub.symbols.get(symbol)
         if state is not None:
-            state.interval = interval
+            if state.window != window:
+                state.window = window
+                if state.phase == Phase.WAITING:
+                    self._release(sub, symbol, state, book)
             return
         start = book.seq if since is None else min(max(since, 0), book.seq)
-        volume = book.volume_at(start)
-        state = SymbolState(interval=interval, last_seq=start, last_volume=volume)
+        state = SymbolState(window=window, last_seq=start, last_volume=book.volume_at(start))
         sub.symbols[symbol] = state
         if start < book.seq:
+            state.phase = Phase.READY
             sub.ready.add(symbol)
         else:
             self._arm(sub, symbol, state)
@@ -309,11 +424,10 @@ class Fanout:
         if state is None:
             return
         sub.ready.discard(symbol)
-        if state.armed:
-            self.armed[symbol].discard(sub)
+        self.armed[symbol].discard(sub)
 
     def remove(self, sub: Subscriber) -> None:
-        """Forget a subscriber (its timer entries are dropped lazily)."""
+        """Forget a subscriber (its timer entries are dropped when they fall due)."""
         self.leave(sub)
         for symbol in list(sub.symbols):
             self.unsubscribe(sub, symbol)
@@ -321,33 +435,42 @@ class Fanout:
 
     # -- groups ------------------------------------------------------------------------
 
-    def _in_step(self, sub: Subscriber) -> bool:
-        # Unthrottled, nothing pending, and holding the newest tick of every symbol.
+    def _group_key(self, sub: Subscriber) -> tuple[frozenset[str], int] | None:
         if sub.ready or not sub.symbols:
-            return False
-        books = self.books
-        return all(
-            st.armed and st.interval == 0 and st.last_seq == books[sym].seq
-            for sym, st in sub.symbols.items()
-        )
+            return None
+        windows = {state.window for state in sub.symbols.values()}
+        if len(windows) != 1 or any(st.phase == Phase.READY for st in sub.symbols.values()):
+            return None
+        return frozenset(sub.symbols), windows.pop()
 
     def join(self, sub: Subscriber) -> bool:
-        """Move an unthrottled subscriber that is in step into the group for its symbols."""
+        """Move a subscriber into the group of its symbols and window if it is in step with it.
+
+        With no such group, one is formed in the subscriber's own state.
+        """
         if sub.group is not None or sub.blocked or sub.closed or isinstance(sub, SubscriberGroup):
             return False
-        if not self._in_step(sub):
+        key = self._group_key(sub)
+        if key is None:
             return False
-        key = frozenset(sub.symbols)
         group = self.groups.get(key)
         if group is None:
-            group = SubscriberGroup(name=f"group of {len(key)} symbols")
-            for symbol in key:
-                self.subscribe(group, symbol, 0.0)
+            group = SubscriberGroup(name=f"group of {len(key[0])} symbols")
+            for symbol, state in sub.symbols.items():
+                shared = SymbolState(state.window, state.last_seq, state.last_volume)
+                shared.sent = state.sent
+                group.symbols[symbol] = shared
+                if state.phase == Phase.WAITING:
+                    self._wait(group, symbol, shared, state.due)
+                else:
+                    self._arm(group, symbol, shared)
             self.groups[key] = group
-        elif not self._in_step(group):
+        elif group.ready or not all(
+            state.in_step_with(group.symbols[symbol]) for symbol, state in sub.symbols.items()
+        ):
             return False
         for symbol, state in sub.symbols.items():
-            state.armed = False
+            state.phase = Phase.RIDING
             self.armed[symbol].discard(sub)
         sub.group = group
         group.members.add(sub)
@@ -363,86 +486,162 @@ class Fanout:
         for symbol, state in sub.symbols.items():
             shared = group.symbols[symbol]
             state.last_seq, state.last_volume = shared.last_seq, shared.last_volume
-            if shared.last_seq < self.books[symbol].seq:
+            state.sent = shared.sent
+            if shared.phase == Phase.WAITING:
+                self._wait(sub, symbol, state, shared.due)
+            elif shared.phase == Phase.READY or shared.last_seq < self.books[symbol].seq:
+                state.phase = Phase.READY
                 sub.ready.add(symbol)
             else:
                 self._arm(sub, symbol, state)
         if not group.members:
-            del self.groups[frozenset(group.symbols)]
+            key = (frozenset(group.symbols), next(iter(group.symbols.values())).window)
+            del self.groups[key]
             for symbol in list(group.symbols):
                 self.unsubscribe(group, symbol)
             group.closed = True
         return bool(sub.ready)
 
+    # -- phases ------------------------------------------------------------------------
+
     def _arm(self, sub: Subscriber, symbol: str, state: SymbolState) -> None:
-        state.armed = True
+        state.phase = Phase.ARMED
         self.armed[symbol].add(sub)
+
+    def _wait(self, sub: Subscriber, symbol: str, state: SymbolState, due: int) -> None:
+        state.phase = Phase.WAITING
+        state.due = due
+        self.wheel.schedule(due, (sub, symbol, state))
+
+    def _release(self, sub: Subscriber, symbol: str, state: SymbolState, book: SymbolBook) -> None:
+        """End a wait: ready if the book moved on, else armed."""
+        if book.seq > state.last_seq:
+            state.phase = Phase.READY
+            sub.ready.add(symbol)
+        else:
+            self._arm(sub, symbol, state)
 
     # -- the hot path -------------------------------------------------------------
 
     def ingest(self, ticks: Iterable[Tick]) -> set[Subscriber]:
         """Take new ticks; return the subscribers that now have an update ready."""
         dirty: set[Subscriber] = set()
+        books = self.books
         for tick in ticks:
-            book = self.books.get(tick.symbol) or self.book(tick.symbol)
+            symbol = tick.symbol
+            book = books.get(symbol) or self.book(symbol)
             if not book.append(tick):
                 continue
-            armed = self.armed[tick.symbol]
+            armed = self.armed[symbol]
             if not armed:
                 continue
-            symbol = tick.symbol
             for sub in armed:
-                sub.symbols[symbol].armed = False
+                sub.symbols[symbol].phase = Phase.READY
                 sub.ready.add(symbol)
             dirty.update(armed)
             armed.clear()
         return dirty
 
     def advance(self, now: float) -> set[Subscriber]:
-        """Release throttled subscribers whose interval has passed; return those now ready."""
+        """Wake the subscribers whose window boundary has come; return those now ready."""
         dirty: set[Subscriber] = set()
-        for sub, symbol, state in self.wheel.pop_due(now):
-            if sub.symbols.get(symbol) is not state:
-                continue  # unsubscribed or closed since
-            if self.books[symbol].seq > state.last_seq:
-                sub.ready.add(symbol)
+        now_us = ts_micros(now)
+        for sub, symbol, state in self.wheel.pop_due(now_us):
+            if (
+                state.phase != Phase.WAITING
+                or state.due > now_us
+                or sub.symbols.get(symbol) is not state
+            ):
+                continue  # stale: unsubscribed, closed, regrouped or rescheduled since
+            book = self.books[symbol]
+            self._release(sub, symbol, state, book)
+            if state.phase == Phase.READY:
                 dirty.add(sub)
-            else:
-                self._arm(sub, symbol, state)
         return dirty
 
-    def take_frame(self, sub: Subscriber, now: float) -> bytes | None:
-        """The ``ticks`` frame of everything ready for ``sub``; marks it sent and reschedules."""
+    def take_frames(self, sub: Subscriber, now: float) -> list[bytes]:
+        """The ``ticks`` frames of everything ready for ``sub``; marks it sent and reschedules."""
         if not sub.ready:
-            return None
+            return []
         weight = len(sub.members) if isinstance(sub, SubscriberGroup) else 1
+        now_us = ts_micros(now)
         parts: list[bytes] = []
+        conflated = 0
         for symbol in sub.ready:
             state = sub.symbols.get(symbol)
             if state is None:
                 continue
             book = self.books[symbol]
-            if book.seq > state.last_seq:
-                merged = book.seq - state.last_seq
-                if merged == 1:
-                    parts.append(book.latest_bytes)
-                elif (
-                    state.interval == 0
-                    and merged <= UNMERGED_MAX
-                    and (ticks := book.recent(merged))
-                ):
-                    parts.extend(ticks)  # unthrottled and only a little behind: every tick
-                else:
-                    parts.append(book.update_since(state.last_seq, state.last_volume))
-                    self.conflated += (merged - 1) * weight
-                state.last_seq = book.seq
-                state.last_volume = book.volume
-            if state.interval > 0:
-                self.wheel.schedule(now + state.interval, (sub, symbol, state))
+            window = state.window
+            if window == 0:
+                conflated += self._unthrottled(book, state, parts)
+                self._arm(sub, symbol, state)
+                continue
+            start = now_us - now_us % window  # this send window's first microsecond
+            if state.sent >= start:
+                self._wait(sub, symbol, state, start + window)  # already sent in this window
+            elif book.seq > state.last_seq:
+                conflated += self._windows(book, state, start, parts)
+                state.sent = now_us
+                self._wait(sub, symbol, state, start + window)
             else:
                 self._arm(sub, symbol, state)
         sub.ready.clear()
         if not parts:
-            return None
+            return []
+        self.conflated += conflated * weight
         self.delivered += len(parts) * weight
-        return ticks_frame(parts)
+        return ticks_frames(parts)
+
+    @staticmethod
+    def _unthrottled(book: SymbolBook, state: SymbolState, parts: list[bytes]) -> int:
+        """Append what an unthrottled subscriber is due; return the ticks merged away."""
+        merged = book.seq - state.last_seq
+        if merged <= 0:
+            return 0
+        if merged == 1:
+            parts.append(book.latest_bytes)
+            merged = 0
+        elif merged <= UNMERGED_MAX and (ticks := book.recent(merged)):
+            parts.extend(ticks)  # only a little behind: every tick
+            merged = 0
+        else:
+            parts.append(book.update(state.last_seq, book.seq, state.last_volume))
+            merged -= 1
+        state.last_seq = book.seq
+        state.last_volume = book.volume
+        return merged
+
+    @staticmethod
+    def _windows(book: SymbolBook, state: SymbolState, start: int, parts: list[bytes]) -> int:
+        """Append one update per window of the pending ticks that is due; return ticks merged away.
+
+        Due are the windows that ended before ``start`` (this send window), or,
+        when none did, the window of the oldest pending tick.
+        """
+        window = state.window
+        after, volume = state.last_seq, state.last_volume
+        oldest = book.key(after + 1)
+        merged = 0
+        if oldest >= start:
+            upto = book.last_before(after, oldest - oldest % window + window)
+            parts.append(book.update(after, upto, volume))
+            merged += upto - after - 1
+        else:
+            last = book.last_before(after, start)
+            if oldest < start - CATCHUP_WINDOWS * window:
+                # Fell behind (a full socket): what it missed, merged, so it is fresh again.
+                parts.append(book.update(after, last, volume))
+                merged += last - after - 1
+                upto = last
+            else:
+                upto = after
+                while upto < last:
+                    first = book.key(upto + 1)
+                    end = book.last_before(upto, first - first % window + window)
+                    parts.append(book.update(upto, end, book.volume_at(upto)))
+                    merged += end - upto - 1
+                    upto = end
+        state.last_seq = upto
+        state.last_volume = book.volume_at(upto)
+        return merged

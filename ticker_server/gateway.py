@@ -28,6 +28,7 @@ from .connection import GatewayConnection
 from .limits import TokenBucket
 from .protocol import (
     MAX_FRAME,
+    RATES,
     Error,
     Heartbeat,
     Hello,
@@ -45,6 +46,7 @@ from .protocol import (
     Unsubscribed,
     decode_request,
     encode,
+    grant_rate,
 )
 
 __all__ = ["Client", "Gateway", "GatewayStats"]
@@ -162,7 +164,8 @@ class Gateway:
         self.clients: set[Client] = set()
         self.stats = GatewayStats()
         self.feed_available = True
-        self._cap = config.max_rate
+        self._cap = grant_rate(None, config.max_rate)
+        """The cap on updates per second per symbol, a supported rate (0: no cap)."""
         self._pending: set[Subscriber] = set()
         self._join: set[Client] = set()
         """Unthrottled clients that may ride with a group once they are in step."""
@@ -177,12 +180,17 @@ class Gateway:
         self._handle = self.handle
         self._pause = self._on_pause
         """Bound methods shared by every connection's callbacks."""
-        self._hello = encode(
+        self._hello = self._make_hello()
+
+    def _make_hello(self) -> bytes:
+        cap = self._cap
+        return encode(
             Hello(
                 symbols=list(self.listings),
-                max_rate=config.max_rate,
-                heartbeat=config.heartbeat,
-                epoch=epoch,
+                max_rate=cap,
+                heartbeat=self.config.heartbeat,
+                epoch=self.epoch,
+                rates=[rate for rate in RATES if cap <= 0 or rate <= cap * (1 + 1e-9)],
             )
         )
 
@@ -250,14 +258,7 @@ class Gateway:
         self._pending.clear()
         self._join.clear()
         self._oldest_pending_ts = None
-        self._hello = encode(
-            Hello(
-                symbols=list(self.listings),
-                max_rate=self.config.max_rate,
-                heartbeat=self.config.heartbeat,
-                epoch=epoch,
-            )
-        )
+        self._hello = self._make_hello()
 
     # -- the fan-out -----------------------------------------------------------------
 
@@ -281,24 +282,22 @@ class Gateway:
             self.stats.observe_latency(max(now - self._oldest_pending_ts, 0.0))
             self._oldest_pending_ts = None
         pending, self._pending = self._pending, set()
-        take_frame = self.fanout.take_frame
+        take_frames = self.fanout.take_frames
         for sub in pending:
             if sub.blocked or sub.closed:
                 continue
-            frame = take_frame(sub, now)
-            if frame is None:
-                continue
-            count = frame.count(b'"seq"')
-            if isinstance(sub, SubscriberGroup):
-                wire = _wire(frame)
-                for member in list(sub.members):
-                    client = cast(Client, member)
+            for frame in take_frames(sub, now):
+                count = frame.count(b'"seq"')
+                if isinstance(sub, SubscriberGroup):
+                    wire = _wire(frame)
+                    for member in list(sub.members):
+                        client = cast(Client, member)
+                        client.delivered += count
+                        self._write(client, frame, now, wire)
+                else:
+                    client = cast(Client, sub)
                     client.delivered += count
-                    self._write(client, frame, now, wire)
-            else:
-                client = cast(Client, sub)
-                client.delivered += count
-                self._write(client, frame, now)
+                    self._write(client, frame, now)
         self._arm_timer(now)
         # Pace flushes: at low load every tick leaves at once; under load the loop pauses
         # PACE_RATIO of the last flush's time before the next, so frames grow instead of
@@ -399,10 +398,8 @@ class Gateway:
 
     def _regroup(self) -> None:
         for client in list(self._join):
-            if client.closed or client.group is not None:
+            if client.closed or client.group is not None or not client.symbols:
                 self._join.discard(client)
-            elif any(state.interval > 0 for state in client.symbols.values()):
-                self._join.discard(client)  # throttled clients each keep their own schedule
             elif self.fanout.join(client):
                 self._join.discard(client)
 
@@ -592,15 +589,12 @@ class Gateway:
             )
         if unknown:
             self._unknown(client, unknown, request.id)
-        rate = request.max_rate or self._cap
-        if self._cap > 0:
-            rate = min(rate, self._cap)
-        interval = 1.0 / rate if rate > 0 else 0.0
+        rate = grant_rate(request.max_rate, self._cap)
         since = request.since or {}
         snapshots: list[tuple[str, list[bytes]]] = []
         for symbol in known:
             if symbol not in added:
-                self.fanout.subscribe(client, symbol, interval)
+                self.fanout.subscribe(client, symbol, rate)
                 continue
             book = self.fanout.books[symbol]
             held = since.get(symbol)
@@ -609,8 +603,8 @@ class Gateway:
                 snapshots.append((symbol, gap))
             elif request.snapshot > 0:
                 snapshots.append((symbol, book.snapshot(request.snapshot)))
-            self.fanout.subscribe(client, symbol, interval)
-        self._send(client, Subscribed(symbols=list(client.symbols), id=request.id))
+            self.fanout.subscribe(client, symbol, rate)
+        self._send(client, Subscribed(symbols=list(client.symbols), id=request.id, max_rate=rate))
         now = self.clock()
         for symbol, parts in snapshots:
             for chunk in _snapshot_frames(symbol, parts):

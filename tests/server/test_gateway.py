@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ticker_server.app import TickerServer
-from ticker_server.protocol import Tick
+from ticker_server.protocol import Tick, ts_micros
 
 from .conftest import TIMEOUT, Peer, PeerFactory, ServerFactory
 
@@ -146,36 +146,50 @@ async def test_list_symbols_and_ping(server: TickerServer, make_peer: PeerFactor
     assert pong.id == 77 and abs(pong.ts - before) < 1.0
 
 
-async def test_max_rate_and_freshness(make_server: ServerFactory, make_peer: PeerFactory) -> None:
-    """At max_rate 4 each symbol updates at most 4 times a second, merged ticks say what they cover, and nothing held is older than ~1/4 s."""
-    server = await make_server(tick_rate=100.0, max_rate=50.0)
+async def test_max_rate_gives_exact_clock_aligned_windows(
+    make_server: ServerFactory, make_peer: PeerFactory
+) -> None:
+    """At max_rate 4 every update covers ticks of one 250 ms window (exact open/high/low/size against the full feed), about 4 a second, and nothing held is older than two windows."""
+    server = await make_server(tick_rate=100.0, max_rate=0.0)
+    symbols = ["AAPL", "MSFT", "NVDA"]
     peer = await make_peer(server.url)
-    await peer.send(type="subscribe", symbols=["AAPL", "MSFT", "NVDA"], max_rate=4)
-    await peer.expect("subscribed")
+    await peer.send(type="subscribe", symbols=symbols, max_rate=4)
+    assert (await peer.expect("subscribed")).max_rate == 4.0
     arrivals: dict[str, list[tuple[float, Tick]]] = defaultdict(list)
     async with asyncio.timeout(TIMEOUT + 3):
-        while sum(len(v) for v in arrivals.values()) < 24:
+        while sum(len(v) for v in arrivals.values()) < 30:
             message = await peer.recv()
             now = time.time()
             if message.type == "ticks":
                 for tick in message.ticks:
                     arrivals[tick.symbol].append((now, tick))
+    # The full feed over the same stretch, from the server's history (every tick, unmerged).
+    full = await make_peer(server.url)
+    since = {symbol: seen[0][1].seq for symbol, seen in arrivals.items()}
+    await full.send(type="subscribe", symbols=list(since), since=since)
+    feed: dict[str, dict[int, Tick]] = defaultdict(dict)
+    async with asyncio.timeout(TIMEOUT):
+        while any(max(feed[s], default=0) < seen[-1][1].seq for s, seen in arrivals.items()):
+            message = await full.recv()
+            if message.type == "snapshot":
+                feed[message.symbol].update((t.seq, t) for t in message.ticks)
+    window = 250_000
     for symbol, seen in arrivals.items():
-        times = [at for at, _ in seen]
-        # The server spaces sends by >= 250 ms; allow the receive side 30 ms of scheduling jitter.
-        assert all(b - a >= 0.22 for a, b in pairwise(times)), symbol
-        seqs = [t.seq for _, t in seen]
-        assert seqs == sorted(set(seqs))
         for (_, prev), (_, tick) in pairwise(seen):
-            assert tick.covers == tick.seq - prev.seq, "merged counts exactly the skipped ticks"
-            assert prev.volume + tick.size == tick.volume, "size sums the covered trades"
+            covered = [feed[symbol][seq] for seq in range(prev.seq + 1, tick.seq + 1)]
+            assert tick.covers == len(covered), "merged counts exactly the skipped ticks"
+            assert {ts_micros(t.ts) // window for t in covered} == {ts_micros(tick.ts) // window}
+            assert tick.size == sum(t.size for t in covered)
             if tick.merged:
-                assert tick.high is not None and tick.low is not None
-                assert tick.low <= tick.price <= tick.high
+                prices = [t.price for t in covered]
+                assert (tick.open, tick.high, tick.low) == (prices[0], max(prices), min(prices))
+        times = [at for at, _ in seen]
+        # At most one send per window: any three updates span at least one window (less jitter).
+        assert all(
+            c - a >= 0.25 - 0.03 for a, _, c in zip(times, times[1:], times[2:], strict=False)
+        )
         for at, tick in seen[1:]:
-            assert at - tick.ts < 0.25 + 0.15, (
-                "what a client holds is never much older than 1/max_rate"
-            )
+            assert at - tick.ts < 2 * 0.25 + 0.1, "what a client holds is at most two windows old"
     assert any(t.merged for seen in arrivals.values() for _, t in seen), (
         "100 ticks/s at 4/s must conflate"
     )

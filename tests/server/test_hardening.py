@@ -158,7 +158,7 @@ async def test_fragmented_request_is_assembled(server: TickerServer) -> None:
             "type"
         ] != "subscribed":
             pass
-        assert reply == {"type": "subscribed", "symbols": ["AAPL"], "id": "frag"}
+        assert reply == {"type": "subscribed", "symbols": ["AAPL"], "id": "frag", "max_rate": 0.0}
 
 
 async def test_invalid_utf8_across_fragments_closes_1007(server: TickerServer) -> None:
