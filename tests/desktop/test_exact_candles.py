@@ -3,7 +3,8 @@
 A real server conflates live ticks for the dashboard's stack (TickerClient, MarketStore and
 ClientBridge, wired as MainWindow wires them) at max_rate 1, 4 and the dashboard's default,
 while an independent raw WebSocket client takes every tick unthrottled. Every candle that
-both hold complete must agree in open, high, low, close, volume and count.
+both hold complete must agree in open, high, low, close, volume and count, also when the
+stack's gateway restarts under it (behind Redis, so the feed runs on).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -20,7 +23,7 @@ from websockets.asyncio.client import connect
 from ticker_desktop.bridge import ClientBridge
 from ticker_desktop.client import TickerClient
 from ticker_desktop.main_window import dashboard_options
-from ticker_desktop.store import MarketStore
+from ticker_desktop.store import MarketStore, SymbolSeries
 from ticker_server.app import ServerConfig, TickerServer
 from ticker_server.protocol import (
     Snapshot,
@@ -33,12 +36,14 @@ from ticker_server.protocol import (
     ts_micros,
 )
 
+from ..redis.conftest import RedisProcess, redis_binary
 from .conftest import FAST, TIMEOUT, until
 
 pytestmark = pytest.mark.qt_loop
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA"]
 WIDTHS = (1.0, 5.0)
+RESTARTS = 10
 LIVE_SECONDS = 17.0
 """Live data to collect: at least two whole 5 s candles after the first partial one."""
 FIELDS = ("open", "high", "low", "close", "volume", "count")
@@ -111,10 +116,13 @@ class Stack:
         series = [self.store.get(s) for s in SYMBOLS]
         return min(s.last.ts if s is not None and s.last is not None else 0.0 for s in series)
 
-    def candles(self, symbol: str, width: float) -> dict[int, Candle]:
+    def series(self, symbol: str) -> SymbolSeries:
         series = self.store.get(symbol)
         assert series is not None
-        c = series.candles[width]
+        return series
+
+    def candles(self, symbol: str, width: float) -> dict[int, Candle]:
+        c = self.series(symbol).candles[width]
         cols = [c.column(n).tolist() for n in ("t", *FIELDS)]
         return {ts_micros(row[0]): tuple(row[1:]) for row in zip(*cols, strict=True)}
 
@@ -150,50 +158,111 @@ def compare(
     ]
 
 
-async def test_throttled_candles_equal_the_full_feeds(qapp: QApplication) -> None:
-    """At max_rate 1, 4 and the dashboard's default, every complete 1 s and 5 s candle is exact."""
-    # No cap, so the reference client is unthrottled; 50 ticks/s a symbol, so updates merge.
-    config = ServerConfig(
-        port=0, tick_rate=50.0, seed=7, max_rate=0.0, heartbeat=1.0, symbols=tuple(SYMBOLS)
-    )
+def assert_exact(stacks: list[Stack], feed: FullFeed, seconds: float) -> None:
+    """Every candle both hold complete agrees, and there are about as many as ``seconds`` allow."""
     mismatches: list[tuple[object, ...]] = []
     compared = 0
-    async with contextlib.AsyncExitStack() as cleanup:
-        server = TickerServer(config)
-        await server.start()
-        cleanup.push_async_callback(server.stop)
-        feed, subscribed = FullFeed(), asyncio.Event()
-        reader = asyncio.get_running_loop().create_task(
-            read_full_feed(server.url, feed, subscribed)
-        )
-        cleanup.push_async_callback(cancelled, reader)
-        async with asyncio.timeout(TIMEOUT):
-            await subscribed.wait()
-        stacks = [Stack.start(server.url, rate) for rate in (1.0, 4.0, None)]
-        for stack in stacks:
-            cleanup.push_async_callback(stack.bridge.close)
-        await until(lambda: all(s.last_ts() > 0 for s in stacks), "every stack's first ticks")
-        start = min(s.last_ts() for s in stacks)
-        await until(
-            lambda: min(s.last_ts() for s in stacks) > start + LIVE_SECONDS,
-            f"{LIVE_SECONDS:.0f} s of live data",
-            timeout=LIVE_SECONDS + TIMEOUT,
-        )
-        await cancelled(reader)
-        for stack in stacks:
-            assert stack.store.conflated > 0, f"{stack.name}: nothing was conflated"
-            for symbol in SYMBOLS:
-                for width in WIDTHS:
-                    ours = complete(stack.candles(symbol, width), width, stack.last_ts())
-                    full = complete(feed.candles(symbol, width), width, feed.last_ts())
-                    n, wrong = compare(stack.name, symbol, width, ours, full)
-                    assert n >= LIVE_SECONDS // width - 2, (stack.name, symbol, width, n)
-                    compared += n
-                    mismatches += wrong
-        granted = {s.name: s.client.granted_rate for s in stacks}
+    for stack in stacks:
+        assert stack.store.conflated > 0, f"{stack.name}: nothing was conflated"
+        for symbol in SYMBOLS:
+            for width in WIDTHS:
+                ours = complete(stack.candles(symbol, width), width, stack.last_ts())
+                full = complete(feed.candles(symbol, width), width, feed.last_ts())
+                n, wrong = compare(stack.name, symbol, width, ours, full)
+                assert n >= seconds // width - 2, (stack.name, symbol, width, n)
+                compared += n
+                mismatches += wrong
     assert not mismatches, (
         f"{len(mismatches)} of {compared} candles differ or are missing"
         f" (name, symbol, width, start, ours, full feed's; {', '.join(FIELDS)}):\n"
         + "\n".join(map(str, mismatches[:8]))
     )
+
+
+async def started(cleanup: contextlib.AsyncExitStack, **settings: Any) -> TickerServer:
+    """A real server on 127.0.0.1, stopped when ``cleanup`` closes."""
+    server = TickerServer(ServerConfig(**{"port": 0, "heartbeat": 1.0, **settings}))
+    await server.start()
+    cleanup.push_async_callback(server.stop)
+    return server
+
+
+async def full_feed(
+    cleanup: contextlib.AsyncExitStack, url: str
+) -> tuple[FullFeed, asyncio.Task[None]]:
+    """The reference client, subscribed; its task is cancelled when ``cleanup`` closes."""
+    feed, subscribed = FullFeed(), asyncio.Event()
+    reader = asyncio.get_running_loop().create_task(read_full_feed(url, feed, subscribed))
+    cleanup.push_async_callback(cancelled, reader)
+    async with asyncio.timeout(TIMEOUT):
+        await subscribed.wait()
+    return feed, reader
+
+
+def start_stacks(
+    cleanup: contextlib.AsyncExitStack, url: str, rates: tuple[float | None, ...]
+) -> list[Stack]:
+    stacks = [Stack.start(url, rate) for rate in rates]
+    for stack in stacks:
+        cleanup.push_async_callback(stack.bridge.close)
+    return stacks
+
+
+def behind(stacks: list[Stack]) -> float:
+    """The newest tick time of the stack (and symbol) furthest behind."""
+    return min(s.last_ts() for s in stacks)
+
+
+async def data_past(stacks: list[Stack], ts: float, timeout: float = TIMEOUT) -> None:
+    """Wait until every stack holds ticks stamped after ``ts`` on every symbol."""
+    await until(lambda: behind(stacks) > ts, f"every stack's ticks past {ts:.3f}", timeout)
+
+
+async def test_throttled_candles_equal_the_full_feeds(qapp: QApplication) -> None:
+    """At max_rate 1, 4 and the dashboard's default, every complete 1 s and 5 s candle is exact."""
+    async with contextlib.AsyncExitStack() as cleanup:
+        # No cap, so the reference client is unthrottled; 50 ticks/s a symbol, so updates merge.
+        server = await started(
+            cleanup, tick_rate=50.0, seed=7, max_rate=0.0, symbols=tuple(SYMBOLS)
+        )
+        feed, reader = await full_feed(cleanup, server.url)
+        stacks = start_stacks(cleanup, server.url, (1.0, 4.0, None))
+        await data_past(stacks, 0.0)
+        start = behind(stacks)
+        await data_past(stacks, start + LIVE_SECONDS, timeout=LIVE_SECONDS + TIMEOUT)
+        await cancelled(reader)
+        assert_exact(stacks, feed, LIVE_SECONDS)
+        granted = {s.name: s.client.granted_rate for s in stacks}
     assert granted == {"max_rate 1.0": 1.0, "max_rate 4.0": 4.0, "max_rate default": 50.0}
+
+
+async def test_throttled_candles_stay_exact_across_gateway_restarts(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    """Through 10 restarts of its gateway behind Redis, at max_rate 1 and the default, candles stay exact."""
+    async with contextlib.AsyncExitStack() as cleanup:
+        redis = RedisProcess(redis_binary(), tmp_path)
+        await redis.start()
+        cleanup.push_async_callback(redis.stop)
+        bus = {"broker": redis.url}
+        await started(cleanup, role="feed", tick_rate=50.0, seed=7, symbols=tuple(SYMBOLS), **bus)
+        # The reference reads an unthrottled gateway that stays up; the stacks one that restarts.
+        steady = await started(cleanup, role="gateway", max_rate=0.0, **bus)
+        feed, reader = await full_feed(cleanup, steady.url)
+        gateway = await started(cleanup, role="gateway", **bus)
+        port = gateway.port
+        stacks = start_stacks(cleanup, gateway.url, (1.0, None))
+        await data_past(stacks, 0.0)
+        start = behind(stacks)
+        for n in range(1, RESTARTS + 1):
+            # Live data between restarts, so restarts fall inside candles of both widths.
+            await data_past(stacks, start + n * LIVE_SECONDS / (RESTARTS + 2))
+            await gateway.stop()
+            gateway = await started(cleanup, role="gateway", port=port, **bus)
+        await data_past(stacks, start + LIVE_SECONDS, timeout=LIVE_SECONDS + TIMEOUT)
+        await cancelled(reader)
+        assert_exact(stacks, feed, LIVE_SECONDS)
+        for stack in stacks:
+            assert stack.client.repeats == 0, stack.name
+            assert [stack.series(s).missed for s in SYMBOLS] == [0] * len(SYMBOLS), stack.name
+            assert len(stack.series(SYMBOLS[0]).gaps) == RESTARTS, stack.name
