@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
@@ -13,26 +13,33 @@ import numpy as np
 from websockets.asyncio.server import Server, serve
 
 from .bus import Bus, LocalBus
-from .config import ServerConfig
+from .clock import steady_wall_clock
+from .config import ServerConfig, redact_url
 from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
 from .market import Market, listings_for
 from .protocol import MAX_FRAME
 from .service import ServiceEndpoints
+from .supervision import Supervisor
 
-__all__ = ["ServerConfig", "TickerServer", "make_bus"]
+__all__ = ["ServerConfig", "StartupError", "TickerServer", "make_bus"]
 
 log = logging.getLogger("ticker_server")
 
 
-def make_bus(config: ServerConfig) -> Bus:
+class StartupError(Exception):
+    """The server cannot start (port taken, bad certificate, Redis unreachable for a feed);
+    the message says why in one line. Nothing is left running."""
+
+
+def make_bus(config: ServerConfig, supervisor: Supervisor | None = None) -> Bus:
     """The in-process bus, or Redis when a broker URL is given."""
     if config.broker is None:
         return LocalBus()
     from .redis_bus import RedisBus
 
-    return RedisBus(config.broker, history=config.history)
+    return RedisBus(config.broker, history=config.history, supervisor=supervisor)
 
 
 class TickerServer:
@@ -41,11 +48,23 @@ class TickerServer:
     Use as ``async with TickerServer(config) as server:`` or call :meth:`start`
     and :meth:`stop`. After start, :attr:`url` and :attr:`port` tell where it
     listens (a feed-only process does not listen).
+
+    Args:
+        config: the settings.
+        clock: wall-clock seconds for tick timestamps and schedules; by default one
+            that never steps (see :func:`~.clock.steady_wall_clock`).
+        supervisor: owns the long-lived tasks (one with shorter delays in tests).
     """
 
-    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: Callable[[], float] | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = clock or steady_wall_clock()
+        self.supervisor = supervisor or Supervisor()
         self.bus: Bus | None = None
         self.feed: Feed | None = None
         self.gateway: Gateway | None = None
@@ -59,10 +78,38 @@ class TickerServer:
         return f"{self.config.scheme}://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
+        """Start everything, or raise :class:`StartupError` having stopped what had started."""
+        try:
+            await self._start()
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, ssl.SSLError):
+                raise StartupError(
+                    f"cannot load --certfile {self.config.certfile} and --keyfile "
+                    f"{self.config.keyfile}: {exc}"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise StartupError(str(exc)) from exc
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         self.started_at = self.clock()
-        self.bus = bus = make_bus(config)
-        await bus.open()
+        endpoints = ServiceEndpoints(self)
+        ssl_context = endpoints.ssl_context()  # a bad certificate fails before anything starts
+        try:
+            self.bus = bus = make_bus(config, self.supervisor)
+            await bus.open()
+        except ValueError as exc:  # redis-py's verdict on the URL
+            raise StartupError(f"--broker {redact_url(config.broker or '')}: {exc}") from exc
+        if config.role in ("all", "feed") and config.broker is not None:
+            try:
+                await bus.check()
+            except Exception as exc:
+                where = redact_url(config.broker)
+                raise StartupError(
+                    f"a feed needs Redis, and {where} is unreachable: {exc}"
+                ) from exc
         if config.role in ("all", "feed"):
             start = self.clock()
             market = Market(
@@ -76,15 +123,17 @@ class TickerServer:
             await self.feed.announce()
         if config.role in ("all", "gateway"):
             if config.role == "gateway":
-                log.info("waiting for a feed to announce its symbols on %s", config.broker)
+                log.info(
+                    "waiting for a feed to announce its symbols on %s",
+                    redact_url(config.broker or ""),
+                )
             listings = await bus.listings()
             gateway = Gateway(config, listings, bus.epoch, self.clock)
             for symbol in gateway.listings:
                 gateway.on_ticks(await bus.history(symbol, config.history))
             bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)
-            gateway.start()
+            gateway.start(self.supervisor)
             self.gateway = gateway
-            endpoints = ServiceEndpoints(self)
             self._server = await serve(
                 gateway.handler,
                 config.host,
@@ -101,26 +150,29 @@ class TickerServer:
                 close_timeout=5,
                 process_request=endpoints.process_request,
                 origins=endpoints.origins,
-                ssl=endpoints.ssl_context(),
+                ssl=ssl_context,
                 server_header=None,
             )
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("serving %s", self.url)
         if self.feed is not None:
-            self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+            self._feed_task = self.supervisor.spawn("feed", self.feed.run)
 
     async def stop(self) -> None:
-        """Close every client with 1001, stop the feed and release the bus."""
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-            await asyncio.gather(self._feed_task, return_exceptions=True)
+        """Close every client with 1001, stop the feed and release the bus (again: a no-op)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(close_connections=True)
+            await server.wait_closed()
+        feed_task, self._feed_task = self._feed_task, None
+        if feed_task is not None:
+            feed_task.cancel()
+            await asyncio.gather(feed_task, return_exceptions=True)
         if self.gateway is not None:
             await self.gateway.stop()
-        if self.bus is not None:
-            await self.bus.close()
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            await bus.close()
 
     async def __aenter__(self) -> TickerServer:
         await self.start()

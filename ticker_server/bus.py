@@ -38,6 +38,9 @@ class Bus(Protocol):
     async def close(self) -> None:
         """Stop every task the bus owns and release its connections."""
 
+    async def check(self) -> None:
+        """Raise if the bus cannot be reached now: a feed does not start without it."""
+
     # -- the feed side
     async def announce(self, listings: Sequence[SymbolInfo], epoch: str) -> None:
         """Publish the symbol universe (names, starting prices) and the feed's epoch."""
@@ -75,6 +78,9 @@ class LocalBus:
 
     async def close(self) -> None:
         self._listeners.clear()
+
+    async def check(self) -> None:
+        return None
 
     async def announce(self, listings: Sequence[SymbolInfo], epoch: str) -> None:
         self._listings = list(listings)

@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
-from .config import ServerConfig
+from .config import ServerConfig, redact_url
 from .market import listings_for
 from .protocol import json_schema
 
@@ -121,7 +122,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="accepted bearer token (repeatable; also TICKER_TOKEN, comma-separated)",
     )
     parser.add_argument(
-        "--allow-origin", action="append", default=[], help="accepted Origin (repeatable)"
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="accepted browser Origin (repeatable); clients sending no Origin are still accepted",
+    )
+    parser.add_argument(
+        "--require-origin",
+        action="store_true",
+        help="with --allow-origin, also refuse clients that send no Origin header",
     )
     parser.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     parser.add_argument("--keyfile", help="TLS private key (PEM)")
@@ -148,8 +157,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, argpars
             )
         except ValueError as exc:
             parser.error(f"--symbols: {exc}")
+    if args.broker and urlsplit(args.broker).scheme not in ("redis", "rediss", "unix"):
+        parser.error("--broker must be a redis://, rediss:// or unix:// URL")
     if args.role and not args.broker:
         parser.error(f"the '{args.role}' role needs --broker redis://HOST:PORT/DB")
+    if args.require_origin and not args.allow_origin:
+        parser.error("--require-origin needs --allow-origin")
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
     tokens = list(args.token)
@@ -172,6 +185,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, argpars
         max_connections=args.max_connections,
         tokens=tuple(t.strip() for t in tokens),
         allow_origins=tuple(args.allow_origin),
+        require_origin=args.require_origin,
         certfile=args.certfile,
         keyfile=args.keyfile,
         compression=args.compression,
@@ -197,7 +211,7 @@ async def _run(config: ServerConfig) -> None:
         if starting.done():
             starting.result()
             if config.role == "feed":
-                log.info("feed publishing to %s", config.broker)
+                log.info("feed publishing to %s", redact_url(config.broker or ""))
             await stopping
         log.info("shutting down")
     finally:
@@ -221,11 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(
         max(logging.INFO, logging.getLevelName(args.log_level))
     )
+    from .app import StartupError
+
     try:
         asyncio.run(_run(config))
-    except OSError as exc:
+    except (StartupError, OSError) as exc:
         log.error("cannot start: %s", exc)
-        return 1
+        return 2
     return 0
 
 

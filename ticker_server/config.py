@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Role", "ServerConfig"]
+__all__ = ["Role", "ServerConfig", "redact_url"]
 
 Role = Literal["all", "feed", "gateway"]
 
@@ -49,6 +50,8 @@ class ServerConfig:
     """Accepted bearer tokens; empty means no authentication."""
     allow_origins: tuple[str, ...] = ()
     """Accepted Origin headers; empty means any."""
+    require_origin: bool = False
+    """With allow_origins, refuse requests without an Origin header too (only browsers send one)."""
     certfile: str | None = None
     keyfile: str | None = None
     broker: str | None = None
@@ -58,3 +61,26 @@ class ServerConfig:
     @property
     def scheme(self) -> str:
         return "wss" if self.certfile else "ws"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs.
+
+    ``redis://:PASS@host/0`` is how a Redis password is usually given (redis-py
+    also takes ``?password=``), so every logged broker URL goes through this.
+    """
+    try:
+        parts = urlsplit(url)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        if at:
+            user, colon, _ = userinfo.partition(":")
+            # redis://PASS@host: redis-py reads a lone user part as the password.
+            userinfo = f"{user}:***" if colon else "***"
+        query = "&".join(
+            f"{key}=***" if key.lower() == "password" else f"{key}={value}" if eq else key
+            for key, eq, value in (item.partition("=") for item in parts.query.split("&"))
+        )
+        netloc = f"{userinfo}@{host}" if at else host
+        return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
+    except ValueError:  # unparsable: say nothing of it
+        return "<unparsable URL>"

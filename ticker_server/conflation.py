@@ -218,33 +218,22 @@ class SymbolBook:
         j = upto % ring
         if merged == 1 and upto >= self.first_held:
             return self._encoded[upto - self.first_held]
-        first = max(after + 1, self.first_in_ring)
-        i = first % ring
-        if i <= j:
-            window = self._prices[i : j + 1]
-            high, low = float(window.max()), float(window.min())
-        else:
-            head, tail = self._prices[i:], self._prices[: j + 1]
-            high = float(max(head.max(), tail.max()))
-            low = float(min(head.min(), tail.min()))
-        price = float(self._prices[j])
+        i = max(after + 1, self.first_in_ring) % ring
+        high = low = 0.0
+        if merged > 1:  # a single tick outside the held history needs no range
+            if i <= j:
+                window = self._prices[i : j + 1]
+                high, low = float(window.max()), float(window.min())
+            else:
+                head, tail = self._prices[i:], self._prices[: j + 1]
+                high = float(max(head.max(), tail.max()))
+                low = float(min(head.min(), tail.min()))
         total = int(self._volumes[j])
-        if merged == 1:
-            return encode_tick(
-                self.symbol,
-                upto,
-                float(self._ts[j]),
-                price,
-                float(self._bids[j]),
-                float(self._asks[j]),
-                total - volume,
-                total,
-            )
         return encode_tick(
             self.symbol,
             upto,
             float(self._ts[j]),
-            price,
+            float(self._prices[j]),
             float(self._bids[j]),
             float(self._asks[j]),
             total - volume,

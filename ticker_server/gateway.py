@@ -48,6 +48,7 @@ from .protocol import (
     encode,
     grant_rate,
 )
+from .supervision import Supervisor
 
 __all__ = ["Client", "Gateway", "GatewayStats"]
 
@@ -61,6 +62,10 @@ CLOSE_FEED_RESTARTED = 1012
 """Close code (service restart) when the feed restarts with a new epoch."""
 ABUSE_LIMIT = 100
 """Refused requests in a row after which a client is closed with 1008."""
+MAX_DEFERRED = 8
+"""Requests held, unanswered, for a client above the buffer limit (it is not reading its
+replies); one more closes it with 1008. So what a client has queued stays within
+max_buffer + one reply + MAX_DEFERRED requests, whatever it sends."""
 MAINTENANCE_PERIOD = 0.05
 PACE_RATIO = 0.25
 """Pause after a flush, as a share of the flush's CPU time: flushing may take 80 % of the
@@ -114,6 +119,8 @@ class Client(Subscriber):
     raw: bool = True
     """Frames go to the transport as serialized; False when an extension (compression) must
     transform each one."""
+    deferred: list[str | bytes] | None = None
+    """Requests that came while the client was blocked, answered once it drains."""
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -196,8 +203,12 @@ class Gateway:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> None:
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the maintenance pass, restarted by ``supervisor`` if it fails."""
+        if supervisor is not None:
+            self._maintenance = supervisor.spawn("gateway maintenance", self._maintain)
+        else:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
         """Cancel the gateway's own tasks (connections are closed by the server)."""
@@ -409,6 +420,8 @@ class Gateway:
                     self._pending.add(client)
                     self._join.add(client)
                     self._schedule_flush()
+                    if client.deferred:
+                        self._answer_deferred(client)
                 elif now - client.blocked_since > self.config.slow_grace:
                     self._blocked.discard(client)
                     self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
@@ -527,9 +540,17 @@ class Gateway:
                 conn.close_code,
                 client.delivered,
             )
+            # The wheel may still hold the client until its window's end (at most a minute,
+            # the slowest rate's): what it holds must not keep the connection's buffers alive.
+            client.connection = None
+            client.deferred = None
 
     def handle(self, client: Client, message: str | bytes) -> None:
-        """Act on one request; every failure becomes an error message, never an exception."""
+        """Act on one request; every failure becomes an error message, never an exception.
+
+        A client above the buffer limit is not reading its replies: its requests wait
+        (at most MAX_DEFERRED) until it drains, so its replies cannot pile up.
+        """
         now = self.clock()
         assert client.bucket is not None
         if not client.bucket.take(now):
@@ -540,6 +561,25 @@ class Gateway:
                 log.warning("rate limiting %s", client.name)
             self._send(client, Error(code="rate_limited", message="too many requests; slow down"))
             return
+        if client.blocked or client.deferred:
+            deferred = client.deferred = client.deferred or []
+            if len(deferred) >= MAX_DEFERRED:
+                log.warning("closing %s: %d requests while not reading", client.name, MAX_DEFERRED)
+                self._close(client, CLOSE_POLICY, "requests sent while not reading replies")
+                return
+            deferred.append(message)
+            return
+        self._serve(client, message)
+
+    def _answer_deferred(self, client: Client) -> None:
+        """Answer the requests held while the client was blocked, until it blocks again."""
+        deferred = client.deferred
+        while deferred and not client.blocked and not client.closing:
+            self._serve(client, deferred.pop(0))
+        if not deferred:
+            client.deferred = None
+
+    def _serve(self, client: Client, message: str | bytes) -> None:
         if isinstance(message, bytes):
             self._send(
                 client,
@@ -579,14 +619,19 @@ class Gateway:
         return infos
 
     def _split(self, symbols: list[str]) -> tuple[list[str], list[str]]:
-        known: list[str] = []
-        unknown: list[str] = []
+        """Known symbols (normalized) and unknown ones (as sent), each once, in request order.
+
+        Dicts, not lists, so a request of thousands of symbols costs linear time.
+        """
+        known: dict[str, None] = {}
+        unknown: dict[str, None] = {}
         for raw in symbols:
             symbol = raw.strip().upper()
-            target = known if symbol in self.listings else unknown
-            if symbol not in known and raw not in unknown:
-                target.append(symbol if target is known else raw)
-        return known, unknown
+            if symbol in self.listings:
+                known[symbol] = None
+            else:
+                unknown[raw] = None
+        return list(known), list(unknown)
 
     def _unknown(self, client: Client, unknown: list[str], rid: str | int | None) -> None:
         shown = ", ".join(repr(s[:20]) for s in unknown[:10]) + (

@@ -1,8 +1,10 @@
-"""Per-connection request limits (pure: time is passed in)."""
+"""Request limits and backoff (pure: time is passed in, randomness injectable)."""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+import random
+
+__all__ = ["AuthFailures", "Backoff", "TokenBucket"]
 
 
 class TokenBucket:
@@ -21,14 +23,85 @@ class TokenBucket:
         self._stamp = now
         self.refused_in_a_row = 0
 
+    def available(self, now: float) -> float:
+        """Tokens there are at ``now``, without spending one."""
+        return min(self.burst, self._tokens + max(now - self._stamp, 0.0) * self.rate)
+
     def take(self, now: float) -> bool:
         """Spend one token if there is one."""
-        elapsed = max(now - self._stamp, 0.0)
-        self._stamp = now
-        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        self._tokens = self.available(now)
+        self._stamp = max(now, self._stamp)
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             self.refused_in_a_row = 0
             return True
         self.refused_in_a_row += 1
         return False
+
+
+class Backoff:
+    """Exponential backoff with jitter: the n-th delay is in [c / 10, c], c = min(cap, base * 2**n).
+
+    Args:
+        base: ceiling of the first delay, in seconds.
+        cap: largest ceiling.
+        rng: the random generator (injected by tests).
+    """
+
+    def __init__(
+        self, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
+        self.attempt += 1
+        return self._rng.uniform(ceiling / 10, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class AuthFailures:
+    """Slows token guessing: an address may fail ``burst`` times, then once per ``1 / rate`` s.
+
+    Only failures spend from an address's bucket; while it is empty every attempt
+    from there is refused unchecked, so a guesser learns nothing faster. At most
+    ``max_addresses`` are tracked; past that, those that have refilled are forgotten
+    first, then the oldest.
+    """
+
+    def __init__(self, rate: float = 0.1, burst: float = 5.0, max_addresses: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_addresses = max_addresses
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def retry_after(self, address: str, now: float) -> float:
+        """Seconds before ``address`` may try again (0: now)."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return 0.0
+        return max(0.0, (1.0 - bucket.available(now)) / self.rate)
+
+    def failed(self, address: str, now: float) -> None:
+        """Record a failed attempt from ``address``."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= self.max_addresses:
+                self._forget(now)
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, now)
+        bucket.take(now)
+
+    def _forget(self, now: float) -> None:
+        full = [a for a, b in self._buckets.items() if b.available(now) >= self.burst]
+        for address in full:
+            del self._buckets[address]
+        for address in list(self._buckets)[: max(0, len(self._buckets) - self.max_addresses // 2)]:
+            del self._buckets[address]

@@ -35,12 +35,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import deque
-from collections.abc import Coroutine, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -48,7 +47,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from .bus import EpochCallback, StatusCallback, TicksCallback
+from .bus_guard import BusGuard
+from .config import redact_url
+from .limits import Backoff
 from .protocol import SymbolInfo, Tick, encode_tick
+
+if TYPE_CHECKING:
+    from .supervision import Supervisor
 
 __all__ = [
     "EPOCH_KEY",
@@ -96,7 +101,6 @@ Returns the stored epoch.
 """
 _Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as the client returns it (responses are not decoded): its id and fields."""
-_TICKS: TypeAdapter[list[Tick]] = TypeAdapter(list[Tick])
 _LISTINGS: TypeAdapter[list[SymbolInfo]] = TypeAdapter(list[SymbolInfo])
 _REDIS_DOWN = (RedisError, OSError)
 """What an unreachable, restarting or misbehaving Redis raises."""
@@ -111,30 +115,8 @@ def _id_ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-class Backoff:
-    """Exponential backoff with jitter: the n-th delay is in [c / 10, c], c = min(cap, base * 2**n).
-
-    Args:
-        base: ceiling of the first delay, in seconds.
-        cap: largest ceiling.
-    """
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
-        self.attempt += 1
-        return random.uniform(ceiling / 10, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class _NotAnnounced(Exception):
-    """Redis answers but holds no announce (no feed yet, or Redis restarted empty)."""
+    """Redis answers but holds no valid announce (no feed yet, or Redis restarted empty)."""
 
 
 class _EpochSeen(Exception):
@@ -155,6 +137,7 @@ class RedisBus:
         stale_after: seconds without a feed entry before a gateway reports the feed unavailable.
         max_lag: seconds behind the feed stream after which a gateway skips ahead.
         backoff_cap: longest wait between reconnect attempts, in seconds.
+        supervisor: restarts the writer and reader if one fails (see :mod:`.supervision`).
     """
 
     def __init__(
@@ -166,8 +149,12 @@ class RedisBus:
         stale_after: float = 5.0,
         max_lag: float = 2.0,
         backoff_cap: float = 5.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.url = url
+        self.supervisor = supervisor
+        self.where = redact_url(url)
+        """The URL without its password, for logs."""
         self.keep = history
         """Ticks kept per symbol stream (feed side), and read per symbol to catch up (gateway)."""
         self.max_pending = max_pending
@@ -203,8 +190,14 @@ class RedisBus:
         # gateway side
         self._symbols: list[str] = []
         self._cursor: bytes | None = None
-        self._seen: dict[str, int] = {}
+        self.guard = BusGuard(history, log)
+        """Validates every entry read and keeps each symbol's last seq."""
         self._stale_epochs: set[bytes] = set()
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Entries the gateway side rejected, by reason (see :mod:`.bus_guard`)."""
+        return self.guard.rejected
 
     @property
     def redis(self) -> Redis:
@@ -244,8 +237,16 @@ class RedisBus:
                 async with asyncio.timeout(1.0):
                     await self._redis.aclose()
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+    async def check(self) -> None:
+        """Raise if Redis does not answer a PING within a few seconds."""
+        async with asyncio.timeout(5.0):
+            await self.redis.ping()
+
+    def _spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        if self.supervisor is not None:
+            task = self.supervisor.spawn(name, run, finished=lambda: self._closing)
+        else:
+            task = asyncio.get_running_loop().create_task(run(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -266,9 +267,11 @@ class RedisBus:
         try:
             await self._announce()
         except _REDIS_DOWN as exc:
-            log.warning("cannot announce on %s yet (%s); retrying in the background", self.url, exc)
+            log.warning(
+                "cannot announce on %s yet (%s); retrying in the background", self.where, exc
+            )
         if self._writer is None:
-            self._writer = self._spawn("redis-bus-writer", self._write_loop())
+            self._writer = self._spawn("Redis writer", self._write_loop)
 
     async def _announce(self) -> None:
         epoch = self.epoch.encode()
@@ -282,9 +285,15 @@ class RedisBus:
                 old = cast(bytes | None, await self.redis.get(LISTINGS_KEY))
                 symbols = {i.symbol for i in self._listings}
                 if old is not None:
-                    symbols.update(i.symbol for i in _LISTINGS.validate_json(old))
+                    with contextlib.suppress(ValidationError):  # garbage: nothing to delete
+                        symbols.update(i.symbol for i in _LISTINGS.validate_json(old))
                 pipe.delete(FEED_STREAM, *(tick_stream(s) for s in sorted(symbols)))
-                log.info("replacing epoch %s with %s on %s", stored.decode(), self.epoch, self.url)
+                log.info(
+                    "replacing epoch %s with %s on %s",
+                    stored.decode(errors="replace"),
+                    self.epoch,
+                    self.where,
+                )
             pipe.set(LISTINGS_KEY, _LISTINGS.dump_json(infos))
             pipe.set(EPOCH_KEY, epoch)
             await pipe.execute()
@@ -341,7 +350,7 @@ class RedisBus:
                 if healthy:
                     log.warning(
                         "Redis %s unreachable (%s); holding up to %d ticks",
-                        self.url,
+                        self.where,
                         exc,
                         self.max_pending,
                     )
@@ -352,7 +361,7 @@ class RedisBus:
             if not healthy:
                 self.reconnects += 1
                 log.info(
-                    "Redis %s reachable again; %d ticks dropped so far", self.url, self.dropped
+                    "Redis %s reachable again; %d ticks dropped so far", self.where, self.dropped
                 )
                 healthy = True
             backoff.reset()
@@ -387,14 +396,14 @@ class RedisBus:
                 epoch, infos = await self._read_announce()
                 self._cursor = await self._newest_id()
                 break
-            except _NotAnnounced:
-                reason = "no feed has announced yet"
+            except _NotAnnounced as exc:
+                reason = str(exc) or "no feed has announced yet"
             except _REDIS_DOWN as exc:
                 reason = f"Redis unreachable: {exc}"
             if loop.time() >= next_log:
                 log.info(
                     "still waiting for a feed on %s after %.0f s (%s)",
-                    self.url,
+                    self.where,
                     loop.time() - started,
                     reason,
                 )
@@ -402,6 +411,7 @@ class RedisBus:
             await asyncio.sleep(backoff.next_delay())
         self.epoch = epoch
         self._symbols = [info.symbol for info in infos]
+        self.guard.reset(self._symbols)
         return infos
 
     async def history(self, symbol: str, count: int) -> list[Tick]:
@@ -418,7 +428,9 @@ class RedisBus:
             log.warning("cannot read the history of %s (%s); catching up later", symbol, exc)
             self._cursor = None
             return []
-        return _decode_history(entries)
+        ticks = self.guard.history(symbol, [fields for _, fields in entries])
+        self.guard.anchor(symbol, ticks)
+        return self.guard.admit(ticks)
 
     def listen(
         self,
@@ -427,14 +439,18 @@ class RedisBus:
         on_epoch: EpochCallback | None = None,
     ) -> None:
         """Start the reader task that follows the feed stream."""
-        self._spawn("redis-bus-reader", self._read_loop(on_ticks, on_status, on_epoch))
+        self._spawn("Redis reader", lambda: self._read_loop(on_ticks, on_status, on_epoch))
 
     async def _read_announce(self) -> tuple[str, list[SymbolInfo]]:
         reply = await self.redis.mget(EPOCH_KEY, LISTINGS_KEY)
         epoch, listings = cast(list[bytes | None], reply)
         if epoch is None or listings is None:
             raise _NotAnnounced
-        return epoch.decode(), _LISTINGS.validate_json(listings)
+        try:
+            return epoch.decode(errors="replace"), _LISTINGS.validate_json(listings)
+        except ValidationError as exc:
+            self.guard.reject("listings", f"{LISTINGS_KEY}: {exc.errors()[0]['msg']}")
+            raise _NotAnnounced(f"the listings in {LISTINGS_KEY} are invalid") from None
 
     async def _newest(self, key: str, count: int) -> list[_Entry]:
         """The newest ``count`` entries of a stream, newest first."""
@@ -468,7 +484,7 @@ class RedisBus:
                     last_entry = loop.time()
                     if backoff.attempt:
                         self.reconnects += 1
-                        log.info("following the feed on %s again", self.url)
+                        log.info("following the feed on %s again", self.where)
                         backoff.reset()
                     report(True, "feed available")
                 if await self._read(on_ticks):
@@ -480,16 +496,16 @@ class RedisBus:
             except _EpochSeen as exc:
                 synced, seen_epoch = False, exc.epoch
                 continue
-            except _NotAnnounced:
+            except _NotAnnounced as exc:
                 # Redis is back but empty: the feed announces again within its own backoff.
                 synced = False
-                report(False, "no feed announced on Redis")
+                report(False, str(exc) or "no feed announced on Redis")
                 await asyncio.sleep(min(backoff.next_delay(), 0.5))
                 continue
             except _REDIS_DOWN as exc:
                 reason = f"Redis unreachable ({type(exc).__name__}: {exc})"
             if synced or backoff.attempt == 0:
-                log.warning("lost the feed on %s: %s", self.url, reason)
+                log.warning("lost the feed on %s: %s", self.where, reason)
             synced = False
             report(False, reason)
             await asyncio.sleep(backoff.next_delay())
@@ -512,8 +528,10 @@ class RedisBus:
                 raise _EpochSeen(stamp)
             cursor = entry_id
             data = fields.get(b"t")
-            if stamp == epoch and data and data != b"[]":
-                self._deliver(_TICKS.validate_json(data), on_ticks)
+            if stamp != epoch:
+                self.guard.reject("stale_epoch", f"entry {entry_id.decode()}")
+            elif data and data != b"[]":
+                self._deliver(self.guard.batch(data), on_ticks)
         self._cursor = cursor
         if len(entries) == READ_COUNT:
             newest = await self._newest_id()
@@ -538,19 +556,23 @@ class RedisBus:
             log.warning("the feed restarted: epoch %s -> %s", self.epoch, epoch)
             self.epoch = epoch
             self._symbols = [info.symbol for info in infos]
-            self._seen.clear()
+            self.guard.reset(self._symbols)
             self._stale_epochs.clear()
             if on_epoch is not None:
                 on_epoch(epoch, infos)
         elif seen_epoch is not None:
+            if len(self._stale_epochs) >= 64:  # forged stamps must not grow it without bound
+                self._stale_epochs.clear()
             self._stale_epochs.add(seen_epoch)
-            log.warning("ignoring feed entries of epoch %s (announced: %s)", seen_epoch, epoch)
+            log.warning("ignoring feed entries of epoch %r (announced: %s)", seen_epoch[:40], epoch)
         cursor = await self._newest_id()
-        for ticks in await self._missed(count or self.keep):
+        for symbol, ticks in (await self._missed(count or self.keep)).items():
+            if count is None:  # a full catch-up may find the stream trimmed past what was seen
+                self.guard.anchor(symbol, ticks)
             self._deliver(ticks, on_ticks)
         self._cursor = cursor
 
-    async def _missed(self, limit: int) -> list[list[Tick]]:
+    async def _missed(self, limit: int) -> dict[str, list[Tick]]:
         """Each symbol's ticks since the last delivered (at most ``limit``), oldest first.
 
         The streams are read backwards in chunks: after a short outage that is
@@ -558,6 +580,7 @@ class RedisBus:
         """
         chunk = min(limit, CATCH_UP_CHUNK)
         found: dict[str, list[Tick]] = {symbol: [] for symbol in self._symbols}
+        read = dict.fromkeys(self._symbols, 0)
         upper: dict[str, bytes] = {symbol: b"+" for symbol in self._symbols}
         while upper:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -566,33 +589,20 @@ class RedisBus:
                 replies = cast(list[list[_Entry]], await pipe.execute())
             more: dict[str, bytes] = {}
             for symbol, entries in zip(upper, replies, strict=True):
-                ticks = _decode_history(entries)
+                ticks = self.guard.history(symbol, [fields for _, fields in entries])
                 found[symbol][:0] = ticks
+                read[symbol] += len(entries)
                 if (
                     len(entries) == chunk
-                    and len(found[symbol]) < limit
-                    and ticks[0].seq > self._seen.get(symbol, 0) + 1
+                    and read[symbol] < limit
+                    and (not ticks or ticks[0].seq > self.guard.seen.get(symbol, 0) + 1)
                 ):
                     more[symbol] = b"(" + entries[-1][0]
             upper = more
-        return list(found.values())
+        return found
 
     def _deliver(self, ticks: list[Tick], on_ticks: TicksCallback) -> None:
-        seen = self._seen
-        fresh: list[Tick] = []
-        for tick in ticks:
-            if tick.seq > seen.get(tick.symbol, 0):
-                seen[tick.symbol] = tick.seq
-                fresh.append(tick)
+        fresh = self.guard.admit(ticks)
         if fresh:
             self.delivered += len(fresh)
             on_ticks(fresh)
-
-
-def _decode_history(entries: list[_Entry]) -> list[Tick]:
-    """Per-symbol stream entries, newest first, as ticks oldest first."""
-    if not entries:
-        return []
-    return _TICKS.validate_json(
-        b"[" + b",".join(fields[b"t"] for _, fields in reversed(entries)) + b"]"
-    )

@@ -65,11 +65,13 @@ class RedisProcess:
     Args:
         binary: the redis-server executable.
         directory: its working directory (a test's tmp_path).
+        password: set as requirepass, and put in :attr:`url`.
     """
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, password: str | None = None) -> None:
         self.binary = binary
         self.directory = directory
+        self.password = password
         self.port = free_port()
         self.log: list[str] = []
         self._process: asyncio.subprocess.Process | None = None
@@ -77,7 +79,8 @@ class RedisProcess:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
         """Start it and wait until it accepts connections."""
@@ -93,6 +96,7 @@ class RedisProcess:
             "",
             "--appendonly",
             "no",
+            *(["--requirepass", self.password] if self.password else []),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from ticker_server.app import StartupError, TickerServer
 from ticker_server.cli import parse_args
+from ticker_server.config import ServerConfig
 
-from .conftest import TIMEOUT
+from .conftest import TIMEOUT, ServerFactory
 
 STARTED: list[asyncio.subprocess.Process] = []
 """Server processes started by tests; any still running at teardown is killed."""
@@ -133,22 +137,68 @@ def test_flags_build_the_config() -> None:
     assert (config.tick_rate, config.seed, config.max_rate, config.history) == (7.0, 3, 9.0, 50)
 
 
-def test_port_in_use_is_a_clear_error_not_a_traceback() -> None:
-    """Starting on a port that is taken logs why and exits 1."""
-    import socket
-
+@pytest.mark.parametrize(
+    ("case", "complaint"),
+    [
+        ("port in use", "address already in use"),
+        ("bad certificate", "cannot load --certfile"),
+        ("missing certificate", "No such file"),
+        ("feed without Redis", "a feed needs Redis"),
+        ("bad broker URL", "--broker redis://:***@127.0.0.1:notaport/0"),
+    ],
+)
+def test_startup_failure_is_one_clear_line_and_exit_2(
+    case: str, complaint: str, tmp_path: Path
+) -> None:
+    """Port taken, bad or missing certificate, or Redis unreachable for a feed: one error line, exit 2, no traceback."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        garbage = tmp_path / "cert.pem"
+        garbage.write_text("not a certificate\n")
+        flags = {
+            "port in use": ["--port", str(port)],
+            "bad certificate": [
+                "--port",
+                "0",
+                "--certfile",
+                str(garbage),
+                "--keyfile",
+                str(garbage),
+            ],
+            "missing certificate": [
+                "--port",
+                "0",
+                "--certfile",
+                "/nonexistent.pem",
+                "--keyfile",
+                "/x",
+            ],
+            "feed without Redis": ["feed", "--broker", f"redis://:hunter2@127.0.0.1:{port}/0"],
+            "bad broker URL": ["feed", "--broker", "redis://:hunter2@127.0.0.1:notaport/0"],
+        }[case]
         out = subprocess.run(
-            [sys.executable, "-m", "ticker_server", "--port", str(port)],
+            [sys.executable, "-m", "ticker_server", *flags],
             capture_output=True,
             text=True,
             timeout=20,
         )
-    assert out.returncode == 1
-    assert "cannot start" in out.stderr and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if " ERROR " in line]
+    assert out.returncode == 2, out.stderr
+    assert len(errors) == 1 and "cannot start" in errors[0] and complaint in errors[0], out.stderr
+    assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
+
+
+async def test_failed_start_leaves_nothing_running(make_server: ServerFactory) -> None:
+    """A server that cannot listen stops its bus, feed and gateway tasks before raising StartupError."""
+    first = await make_server()
+    before = asyncio.all_tasks()
+    second = TickerServer(ServerConfig(host="127.0.0.1", port=first.port))
+    with pytest.raises(StartupError, match="address already in use"):
+        await second.start()
+    assert asyncio.all_tasks() == before
+    assert second.bus is None and second.supervisor.faults == {}
 
 
 async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import signal
 import ssl
 import urllib.error
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from ticker_server.app import TickerServer
+from ticker_server.service import AUTH_BURST, AUTH_RATE
 
 from .conftest import TIMEOUT, PeerFactory, ServerFactory
 from .test_cli import _no_orphans, start_server  # noqa: F401 - the fixture kills leftovers
@@ -94,13 +96,75 @@ async def test_tls_serves_wss(make_server: ServerFactory, tmp_path: Any) -> None
 
 
 async def test_origin_allowlist(make_server: ServerFactory) -> None:
-    """With --allow-origin, another Origin gets 403; the listed one connects."""
+    """With --allow-origin, another Origin gets 403; the listed one and a client sending none connect."""
     server = await make_server(allow_origins=("https://desk.example",))
     with pytest.raises(InvalidStatus) as info:
         await connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
     assert info.value.response.status_code == 403
     async with connect(server.url, origin="https://desk.example") as ws:  # type: ignore[arg-type]
         assert json.loads(await ws.recv())["type"] == "hello"
+    async with connect(server.url) as ws:  # the desktop client and other non-browsers
+        assert json.loads(await ws.recv())["type"] == "hello"
+
+
+async def test_require_origin_refuses_clients_without_one(make_server: ServerFactory) -> None:
+    """With --require-origin as well, a client that sends no Origin gets 403 too."""
+    server = await make_server(allow_origins=("https://desk.example",), require_origin=True)
+    with pytest.raises(InvalidStatus) as info:
+        await connect(server.url)
+    assert info.value.response.status_code == 403
+    async with connect(server.url, origin="https://desk.example") as ws:  # type: ignore[arg-type]
+        assert json.loads(await ws.recv())["type"] == "hello"
+
+
+def http_get_with(url: str, token: str | None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+async def test_token_guards_metrics_and_healthz_details(make_server: ServerFactory) -> None:
+    """With --token, /metrics needs it; /healthz tells a stranger only the status, the token holder the counts."""
+    server = await make_server(tokens=("s3cret",))
+    base = server.url.replace("ws://", "http://")
+    status, _, _ = await asyncio.to_thread(http_get_with, base + "/metrics", None)
+    assert status == 401
+    status, _, body = await asyncio.to_thread(http_get_with, base + "/metrics", "s3cret")
+    assert status == 200 and b"ticker_connections" in body
+    status, _, body = await asyncio.to_thread(http_get_with, base + "/healthz", None)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, _, body = await asyncio.to_thread(http_get_with, base + "/healthz", "s3cret")
+    assert status == 200 and {"connections", "symbols", "epoch", "uptime"} <= set(json.loads(body))
+    status, _, _ = await asyncio.to_thread(http_get_with, base + "/healthz", "wrong")
+    assert status == 401
+
+
+async def test_failed_tokens_are_logged_with_the_peer_and_slowed_down(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each 401 names the peer; after five from one address even the right token gets 429 until it waits."""
+    server = await make_server(tokens=("s3cret",))
+    with caplog.at_level(logging.WARNING, "ticker_server.service"):
+        for attempt in range(AUTH_BURST):
+            with pytest.raises(InvalidStatus) as info:
+                await connect(
+                    server.url, additional_headers={"Authorization": f"Bearer g{attempt}"}
+                )
+            assert info.value.response.status_code == 401
+        for token in ("guess", "s3cret"):
+            with pytest.raises(InvalidStatus) as info:
+                await connect(server.url, additional_headers={"Authorization": f"Bearer {token}"})
+            assert info.value.response.status_code == 429
+            assert 0 < int(info.value.response.headers["Retry-After"]) <= 1 / AUTH_RATE
+    refusals = [r.getMessage() for r in caplog.records if "refused 127.0.0.1" in r.getMessage()]
+    assert len(refusals) == AUTH_BURST and "invalid token" in refusals[0]
+    assert any("slowing down 127.0.0.1" in r.getMessage() for r in caplog.records)
+    assert not any("g0" in r.getMessage() or "s3cret" in r.getMessage() for r in caplog.records)
 
 
 async def test_compression_off_by_default_and_on_by_flag(make_server: ServerFactory) -> None:

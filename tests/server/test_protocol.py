@@ -7,8 +7,10 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from ticker_server.protocol import (
+    SERVER_TYPES,
     Error,
     Heartbeat,
     Hello,
@@ -110,25 +112,55 @@ def test_deeply_nested_json_is_a_bad_request() -> None:
     assert info.value.code == "bad_request"
 
 
-def test_schema_covers_both_directions() -> None:
-    """The published JSON Schema names every message type of both directions."""
-    text = json.dumps(json_schema())
-    for kind in [
-        "subscribe",
-        "unsubscribe",
-        "list_symbols",
-        "ping",
-        "hello",
-        "subscribed",
-        "unsubscribed",
-        "snapshot",
-        "ticks",
-        "symbols",
-        "pong",
-        "heartbeat",
-        "error",
+def schema_validator(direction: str) -> Draft202012Validator:
+    schema = json_schema()
+    return Draft202012Validator({"$schema": schema["$schema"], **schema[direction]})
+
+
+def test_schema_accepts_every_message_and_rejects_a_wrong_field() -> None:
+    """Each message type of both directions, as the server and a client encode it, validates against the published JSON Schema; a wrong-typed field does not."""
+    server = schema_validator("server_to_client")
+    merged = encode_tick(
+        "AAPL", 9, 1764130000.25, 187.4, 187.39, 187.41, 900, 12000, 3, 187.5, 187.3, 187.45
+    )
+    messages = [
+        b'{"type":"ticks","ticks":[' + merged + b"]}",
+        encode(Hello(symbols=["AAPL"], max_rate=50.0, heartbeat=5.0, epoch="e", rates=[50.0, 1.0])),
+        encode(Subscribed(symbols=["AAPL"], id=1, max_rate=4.0)),
+        encode(Unsubscribed(symbols=[], id="x")),
+        b'{"type":"snapshot","symbol":"AAPL","ticks":[' + merged + b"]}",
+        encode(Symbols(symbols=[SymbolInfo(symbol="AAPL", name="Apple", price=1.0)])),
+        encode(Pong(ts=1.0, id=4)),
+        encode(Heartbeat(ts=1.0)),
+        encode(Error(code="unknown_symbol", message="m", id=1, symbols=["NOPE"])),
+    ]
+    kinds = set()
+    for data in messages:
+        message = json.loads(data)
+        server.validate(message)
+        kinds.add(message["type"])
+    assert kinds == SERVER_TYPES
+    client = schema_validator("client_to_server")
+    for request in [
+        {
+            "type": "subscribe",
+            "symbols": ["AAPL"],
+            "max_rate": 4,
+            "snapshot": 10,
+            "since": {"AAPL": 3},
+        },
+        {"type": "unsubscribe", "symbols": ["AAPL"], "id": 2},
+        {"type": "list_symbols"},
+        {"type": "ping", "id": "p"},
     ]:
-        assert f'"{kind}"' in text
+        client.validate(request)
+    defs = json_schema()["server_to_client"]["$defs"]
+    assert {"merged", "open", "high", "low"} <= set(defs["Tick"]["properties"])
+    assert "rates" in defs["Hello"]["properties"] and "max_rate" in defs["Subscribed"]["properties"]
+    bad = json.loads(messages[0])
+    bad["ticks"][0]["seq"] = "x"
+    assert not server.is_valid(bad)
+    assert not client.is_valid({"type": "subscribe", "symbols": "AAPL"})
 
 
 cents = st.integers(1, 10_000_000).map(lambda c: c / 100)
@@ -148,11 +180,11 @@ def test_encode_tick_matches_the_model(
     seq: int, ts: float, price: float, size: int, volume: int, merged: int, high: float, low: float
 ) -> None:
     """The hand-written hot-path encoder produces exactly what the Tick model validates to."""
-    data = encode_tick("BRK.B", seq, ts, price, price, price, size, volume, merged, high, low)
+    data = encode_tick("BRK.B", seq, ts, price, price, price, size, volume, merged, high, low, low)
     tick = Tick.model_validate_json(data)
     assert (tick.seq, tick.price, tick.size, tick.volume) == (seq, price, size, volume)
     assert abs(tick.ts - ts) <= 1e-6
     if merged > 1:
-        assert (tick.merged, tick.high, tick.low) == (merged, high, low)
+        assert (tick.merged, tick.high, tick.low, tick.open) == (merged, high, low, low)
     else:
-        assert tick.merged is None and tick.high is None and tick.low is None
+        assert tick.merged is None and tick.high is None and tick.open is None
