@@ -21,7 +21,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -156,6 +156,9 @@ class ClientOptions:
 
     max_rate: float | None = 60.0
     """Updates per second per symbol to ask for (one per painted frame); None: the server's cap."""
+    choose_rate: Callable[[list[float], float | None], float | None] | None = None
+    """Picks the max_rate to ask for from the rates a server grants (its hello's ``rates``)
+    and :attr:`max_rate` under the server's cap; unused against a server that lists none."""
     snapshot: int = 1000
     """Ticks of history to ask for with a new subscription."""
     ping_interval: float = 2.0
@@ -195,6 +198,8 @@ class TickerClient:
         self.state = ConnectionState.IDLE
         self.hello: Hello | None = None
         self.rtt: float | None = None
+        self.granted_rate: float | None = None
+        """The rate the server last granted to a subscribe (0: unthrottled; None: not said)."""
         self.backoff = Backoff(self.options.backoff_base, self.options.backoff_cap, rng)
         self._listeners: list[Listener] = []
         self._wanted: dict[str, None] = {}  # insertion-ordered set
@@ -413,6 +418,8 @@ class TickerClient:
                 self._emit(LatencyMeasured(self.rtt))
             self._resolve(message.id, message)
         elif isinstance(message, Subscribed | Unsubscribed):
+            if isinstance(message, Subscribed):
+                self.granted_rate = message.max_rate
             self._requests.pop(message.id, None)
             self._confirmed = set(message.symbols)
             self._emit(SubscriptionChanged(message.symbols))
@@ -461,6 +468,9 @@ class TickerClient:
         rate = self.options.max_rate
         if rate is not None and cap > 0:
             rate = min(rate, cap)
+        choose = self.options.choose_rate
+        if choose is not None and self.hello is not None and self.hello.rates:
+            rate = choose(self.hello.rates, rate)
         since = self._guard.since(symbols)
         return Subscribe(
             type="subscribe",
