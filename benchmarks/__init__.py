@@ -1,2 +1,3 @@
-"""Benchmarks of ticker: the ``ticker-bench`` load generator, a naive baseline server and the
-scenario runner of docs/benchmarks.md. Benchmarks report numbers; tests only check they run."""
+"""Benchmarks of ticker, kept in the repository (not in the wheel): the scenario runner of
+docs/benchmarks.md, a naive baseline server and the desktop probes. The load generator they
+drive is the installed package ``ticker_bench``. Benchmarks report numbers; tests check they run."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 
-from .bench import read_cores, read_proc
+from ticker_bench.bench import read_cores, read_proc
 
 __all__ = ["FrameRecorder", "Histogram", "LoopWatch", "Progress", "Resources", "per_chart_rates"]
 

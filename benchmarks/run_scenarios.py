@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ticker_bench.bench import _core_busy, read_cores
 from ticker_server.market import DEFAULT_UNIVERSE
-
-from .bench import _core_busy, read_cores
 
 __all__ = ["SCENARIOS", "Scenario", "main"]
 
@@ -185,7 +184,7 @@ def run_one(scenario: Scenario, kind: str, run: int, args: argparse.Namespace, o
     label = f"s{scenario.key}-{kind}-r{run}"
     flags = scenario.naive_server if kind == "naive" else scenario.server
     server = [PY, *KINDS[kind], "--port", "0", "--seed", "1", *(flags or [])]
-    bench = [PY, "-m", "benchmarks.bench", "--label", label, "--duration", str(args.duration)]
+    bench = [PY, "-m", "ticker_bench", "--label", label, "--duration", str(args.duration)]
     bench += [f for f in scenario.bench if kind != "naive" or f != "--server-metrics"]
     load_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
     proc, url = start_server(_pin(args.server_cpu) + server, out / f"{label}.server.log")

@@ -24,6 +24,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
+from . import preflight
 from .client import ClientOptions
 from .credentials import saved_token
 from .main_window import DEFAULT_SYMBOLS, DEFAULT_URL, MainWindow
@@ -217,10 +218,18 @@ async def run(args: argparse.Namespace, settings: QSettings | None = None) -> in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``ticker-desktop`` console script."""
+    """The ``ticker-desktop`` console script.
+
+    Exits 2, with a message that says what to install or set, where Qt would abort
+    for want of a display or of a system library (:mod:`.preflight`).
+    """
     import qasync
 
     args = parse_args(argv)
+    problem = preflight.check()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

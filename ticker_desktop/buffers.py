@@ -1,4 +1,4 @@
-"""Preallocated numpy buffers for ticks and candles (pure: no Qt, no I/O, no clock).
+"""Bounded numpy buffers for ticks and candles (pure: no Qt, no I/O, no clock).
 
 Both buffers keep their newest rows contiguous so a chart can hand a zero-copy
 view to pyqtgraph: rows are appended at the end of arrays a quarter larger than
@@ -6,13 +6,15 @@ the capacity, and when the end is reached the newest ``capacity`` rows are moved
 to the front in one ``memmove``. The move costs about four element copies per
 appended row.
 
-Memory is fixed at construction: the arrays are written once when created, so
-the kernel commits their pages then and RSS does not grow as rows are first
-appended (``np.zeros`` would map them lazily). A :class:`TickBuffer` of the
+The arrays start small and double as they fill, up to the capacity plus a
+quarter, so a symbol costs memory for what it holds: 1,024 rows to start (80 KB
+of ticks and 57 KB per candle width, about 250 KB a symbol, so 200 symbols take
+about 50 MB). Every array is written when it is allocated, so the kernel
+commits its pages then; once a buffer has reached its full size it is never
+reallocated and RSS stays flat (``np.zeros`` would map pages lazily and RSS
+would creep up as rows are first written). Full, a :class:`TickBuffer` of the
 default 100,000 rows takes 10 MB (125,000 rows x 10 columns x 8 B) and a
-:class:`CandleSeries` of the default 20,000 candles 1.4 MB (25,000 x 7 x 8 B),
-so a dashboard symbol (its ticks and three candle widths) costs about 14 MB,
-committed in a few milliseconds.
+:class:`CandleSeries` of the default 20,000 candles 1.4 MB (25,000 x 7 x 8 B).
 """
 
 from __future__ import annotations
@@ -24,17 +26,58 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ticker_server.protocol import Tick
+from ticker_server.protocol import Tick, ts_micros, window_micros
 
 __all__ = [
     "CANDLE_INTERVALS",
+    "FIRST_ROOM",
     "CandleSeries",
     "Columns",
     "TickBuffer",
+    "exact_intervals",
+    "suited_rate",
 ]
 
 CANDLE_INTERVALS: tuple[float, ...] = (1.0, 5.0, 60.0)
-"""The candle widths the dashboard offers, in seconds."""
+"""The candle widths the dashboard can draw, in seconds (it offers those that are exact)."""
+
+FIRST_ROOM = 1024
+"""Rows a buffer starts with (a snapshot of 1,000 ticks fits); it doubles from there."""
+
+
+def exact_intervals(
+    rate: float | None, intervals: tuple[float, ...] = CANDLE_INTERVALS
+) -> tuple[float, ...]:
+    """The candle widths that are whole multiples of the window of a granted ``rate``.
+
+    Only those are exact, because an update never covers ticks of two windows.
+    Unthrottled (0), every width is. A server that does not say what it granted
+    (None) predates aligned windows, so none is exact: all are offered, as before.
+    """
+    return tuple(i for i in intervals if _is_multiple(i, rate or 0.0))
+
+
+def suited_rate(
+    rates: list[float], wanted: float | None, intervals: tuple[float, ...] = CANDLE_INTERVALS
+) -> float | None:
+    """The max_rate to ask of a server that grants ``rates``.
+
+    The fastest rate not above ``wanted`` (None: any) whose window divides the
+    smallest candle width that some such rate divides, so that the most widths
+    are exact; ``wanted`` itself when no offered rate fits.
+    """
+    allowed = [r for r in rates if r > 0 and (not wanted or r <= wanted * (1 + 1e-9))]
+    for interval in sorted(intervals):
+        fitting = [r for r in allowed if _is_multiple(interval, r)]
+        if fitting:
+            return max(fitting)
+    return wanted
+
+
+def _is_multiple(interval: float, rate: float) -> bool:
+    window = window_micros(rate)
+    return window == 0 or round(interval * 1_000_000) % window == 0
+
 
 TICK_COLUMNS: dict[str, npt.DTypeLike] = {
     "seq": np.int64,
@@ -61,15 +104,21 @@ CANDLE_COLUMNS: dict[str, npt.DTypeLike] = {
 
 
 class Columns:
-    """Named, equally long numpy columns holding at most ``capacity`` rows, newest last."""
+    """Named, equally long numpy columns holding at most ``capacity`` rows, newest last.
 
-    def __init__(self, capacity: int, dtypes: Mapping[str, npt.DTypeLike]) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+    The arrays start at ``first`` rows and double as rows arrive, up to
+    ``capacity`` plus a quarter; from then on they never change size again.
+    """
+
+    def __init__(
+        self, capacity: int, dtypes: Mapping[str, npt.DTypeLike], first: int = FIRST_ROOM
+    ) -> None:
+        if capacity < 1 or first < 1:
+            raise ValueError("capacity and first room must be at least 1")
         self.capacity = capacity
         self._room = capacity + max(capacity // 4, 1)
-        # np.full writes every element, so the pages are committed now, not on first append.
-        self._arrays = {name: np.full(self._room, 0, dtype) for name, dtype in dtypes.items()}
+        self._dtypes = dict(dtypes)
+        self._arrays = self._allocate(min(self._room, first))
         self._start = 0
         self._end = 0
         self.evicted = 0
@@ -78,16 +127,23 @@ class Columns:
     def __len__(self) -> int:
         return self._end - self._start
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the backing arrays take now (all of it committed)."""
+        return sum(array.nbytes for array in self._arrays.values())
+
+    def _allocate(self, rows: int) -> dict[str, npt.NDArray[Any]]:
+        # np.full writes every element, so the pages are committed now, not on first append.
+        return {name: np.full(rows, 0, dtype) for name, dtype in self._dtypes.items()}
+
     def next_row(self) -> int:
         """Reserve the slot of a new last row and return its index into the raw arrays."""
-        if self._end == self._room:
-            lo = max(self._start, self._end - (self.capacity - 1))
-            self.evicted += lo - self._start
-            kept = self._end - lo
-            for array in self._arrays.values():
-                array[:kept] = array[lo : self._end]  # numpy buffers overlapping copies
-            self._start = 0
-            self._end = kept
+        size = len(next(iter(self._arrays.values())))
+        if self._end == size:
+            if size < self._room:
+                self._grow(min(self._room, 2 * size))
+            else:
+                self._compact()
         row = self._end
         self._end += 1
         if self._end - self._start > self.capacity:
@@ -95,8 +151,29 @@ class Columns:
             self.evicted += 1
         return row
 
+    def _grow(self, rows: int) -> None:
+        arrays = self._allocate(rows)
+        kept = self._end - self._start
+        for name, array in arrays.items():
+            array[:kept] = self._arrays[name][self._start : self._end]
+        self._arrays = arrays
+        self._start = 0
+        self._end = kept
+
+    def _compact(self) -> None:
+        lo = max(self._start, self._end - (self.capacity - 1))
+        self.evicted += lo - self._start
+        kept = self._end - lo
+        for array in self._arrays.values():
+            array[:kept] = array[lo : self._end]  # numpy buffers overlapping copies
+        self._start = 0
+        self._end = kept
+
     def raw(self, name: str) -> npt.NDArray[Any]:
-        """The whole backing array of a column, for writing at an index from :meth:`next_row`."""
+        """The whole backing array of a column, for writing at an index from :meth:`next_row`.
+
+        Take it after that call: a growing buffer gets new arrays there.
+        """
         return self._arrays[name]
 
     def column(self, name: str) -> npt.NDArray[Any]:
@@ -161,6 +238,10 @@ class TickBuffer:
         """Start a new feed epoch: keep the data, accept any seq from now on."""
         self._last_seq = 0
 
+    @property
+    def nbytes(self) -> int:
+        return self._cols.nbytes
+
     def column(self, name: str) -> npt.NDArray[Any]:
         """A zero-copy view of one column (``seq``, ``ts``, ``price``, ...), oldest first."""
         return self._cols.column(name)
@@ -181,17 +262,21 @@ class TickBuffer:
 class CandleSeries:
     """OHLC candles of a fixed width built from ticks; the newest candle is updated in place.
 
-    A conflated tick contributes its ``high``, ``low``, summed ``size`` and the
-    number of ticks it covers, so high, low, close, volume and count match what
-    the unconflated ticks would have built. The first price of a merged group
-    is not sent, so a candle opened by a merged tick opens at the previous
-    close clamped into the tick's range (or at its price when there is none).
+    A conflated update covers ticks of one clock-aligned window of its rate, and
+    carries their first price (``open``), ``high``, ``low``, summed ``size`` and
+    count (``merged``). So when the width is a whole multiple of the window (see
+    :func:`exact_intervals`) no update straddles a candle boundary, and each
+    candle equals the one the unconflated ticks build: open is the first
+    update's open, high and low the extremes of the updates', close the last
+    price, volume the summed sizes and count the summed ``merged``.
     """
 
     def __init__(self, interval: float, capacity: int = 20_000) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        width = round(interval * 1_000_000)
+        if width < 1:
+            raise ValueError("interval must be at least a microsecond")
         self.interval = interval
+        self._width = width
         self._cols = Columns(capacity, CANDLE_COLUMNS)
         self.version = 0
         """Bumped on every change, so a chart knows when to repaint."""
@@ -204,9 +289,17 @@ class CandleSeries:
         """Candles dropped from the front (the absolute index of row 0)."""
         return self._cols.evicted
 
+    @property
+    def nbytes(self) -> int:
+        return self._cols.nbytes
+
     def bucket(self, ts: float) -> float:
-        """Start time of the candle that ``ts`` falls in."""
-        return math.floor(ts / self.interval) * self.interval
+        """Start time of the candle that ``ts`` falls in.
+
+        Computed on the microsecond grid, as the server assigns ticks to windows,
+        so a tick on a boundary lands in the same candle on both sides.
+        """
+        return (ts_micros(ts) // self._width) * self._width / 1_000_000
 
     def add(
         self,
@@ -216,8 +309,10 @@ class CandleSeries:
         high: float | None = None,
         low: float | None = None,
         count: int = 1,
+        open: float | None = None,
     ) -> None:
-        """Fold one (possibly conflated) tick into the candles."""
+        """Fold one (possibly conflated) update into the candles."""
+        first = price if open is None else open
         hi = price if high is None else max(high, price)
         lo = price if low is None else min(low, price)
         cols = self._cols
@@ -232,13 +327,11 @@ class CandleSeries:
             cols.raw("volume")[i] += size
             cols.raw("count")[i] += count
         else:
-            previous = float(cols.raw("close")[cols.last_index()]) if len(cols) else None
-            opening = price if (previous is None or count == 1) else min(max(previous, lo), hi)
             i = cols.next_row()
             cols.raw("t")[i] = start
-            cols.raw("open")[i] = opening
-            cols.raw("high")[i] = max(hi, opening)
-            cols.raw("low")[i] = min(lo, opening)
+            cols.raw("open")[i] = first
+            cols.raw("high")[i] = hi
+            cols.raw("low")[i] = lo
             cols.raw("close")[i] = price
             cols.raw("volume")[i] = size
             cols.raw("count")[i] = count
@@ -246,7 +339,7 @@ class CandleSeries:
 
     def add_tick(self, tick: Tick) -> None:
         """Fold a protocol tick into the candles."""
-        self.add(tick.ts, tick.price, tick.size, tick.high, tick.low, tick.covers)
+        self.add(tick.ts, tick.price, tick.size, tick.high, tick.low, tick.covers, tick.open)
 
     def column(self, name: str) -> npt.NDArray[Any]:
         """A zero-copy view of one column: t, open, high, low, close, volume or count."""

@@ -25,10 +25,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import get_args
 
@@ -122,6 +123,9 @@ class ClientOptions:
 
     max_rate: float | None = 60.0
     """Updates per second per symbol to ask for (one per painted frame); None: the server's cap."""
+    choose_rate: Callable[[list[float], float | None], float | None] | None = None
+    """Picks the max_rate to ask for from the rates a server grants (its hello's ``rates``)
+    and :attr:`max_rate` under the server's cap; unused against a server that lists none."""
     snapshot: int = 1000
     """Ticks of history to ask for with a new subscription."""
     ping_interval: float = 2.0
@@ -176,6 +180,8 @@ class TickerClient:
         self.state = ConnectionState.IDLE
         self.hello: Hello | None = None
         self.rtt: float | None = None
+        self.granted_rate: float | None = None
+        """The rate the server last granted to a subscribe (0: unthrottled; None: not said)."""
         self.backoff = Backoff(self.options.backoff_base, self.options.backoff_cap, rng)
         self._listeners: list[Listener] = []
         self._wanted: dict[str, None] = {}  # insertion-ordered set
@@ -369,6 +375,12 @@ class TickerClient:
                 "bad_symbol", "hello: names that are not symbols", len(hello.symbols) - len(named)
             )
             hello = hello.model_copy(update={"symbols": named})
+        rates = [r for r in hello.rates if _is_rate(r)]
+        if len(rates) < len(hello.rates):
+            self.gate.reject(
+                "bad_rate", "hello: rates that are not rates", len(hello.rates) - len(rates)
+            )
+            hello = hello.model_copy(update={"rates": rates})
         epoch_changed = self._epoch is not None and hello.epoch != self._epoch
         if epoch_changed:
             self._guard.reset()
@@ -444,6 +456,12 @@ class TickerClient:
                 self._emit(LatencyMeasured(self.rtt))
             self._resolve(message.id, message)
         elif isinstance(message, Subscribed | Unsubscribed):
+            if isinstance(message, Subscribed):
+                granted = message.max_rate
+                if granted is not None and not (granted == 0 or _is_rate(granted)):
+                    self.gate.reject("bad_rate", f"subscribed: max_rate {granted!r}")
+                    granted = None
+                self.granted_rate = granted
             self._requests.pop(message.id, None)
             self._confirmed = set(message.symbols)
             self._emit(SubscriptionChanged(message.symbols))
@@ -515,6 +533,10 @@ class TickerClient:
         rate = self.options.max_rate
         if rate is not None and cap > 0:
             rate = min(rate, cap)
+        choose = self.options.choose_rate
+        if choose is not None and self.hello is not None and self.hello.rates:
+            chosen = choose(self.hello.rates, rate)
+            rate = chosen if chosen is None or _is_rate(chosen) else rate
         since = self._guard.since(symbols)
         for symbol in symbols:
             resume = self.options.max_resume if symbol in since else 0
@@ -572,6 +594,12 @@ class TickerClient:
 
 
 _ERROR_CODES = frozenset(get_args(ErrorCode))
+
+
+def _is_rate(rate: float) -> bool:
+    """A rate a request may carry: finite, positive, at most one update a microsecond."""
+    return math.isfinite(rate) and 0 < rate <= 1e6
+
 
 _SLICE = 0.01
 """Seconds of frame handling after which the reader yields to the event loop."""

@@ -10,12 +10,13 @@ emits :attr:`MainWindow.closed`; whoever runs the window then awaits
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -41,7 +42,7 @@ from PySide6.QtWidgets import (
 from ticker_server.protocol import Error, Hello, SymbolInfo
 
 from .bridge import ClientBridge
-from .buffers import CANDLE_INTERVALS
+from .buffers import CANDLE_INTERVALS, exact_intervals, suited_rate
 from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
 from .client import ClientOptions, ConnectionState, ServerError, StateChanged, TickerClient
 from .status import ConnectionStatus
@@ -49,7 +50,7 @@ from .store import MarketStore
 from .theme import UP
 from .watchlist import WatchlistModel, WatchlistView
 
-__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_URL", "MainWindow"]
+__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_URL", "MainWindow", "dashboard_options"]
 
 log = logging.getLogger("ticker_desktop.window")
 
@@ -62,6 +63,15 @@ SLOW_EVERY = 6
 INTERVAL_NAMES = {1.0: "1 s", 5.0: "5 s", 60.0: "1 min"}
 SYMBOL_ROLE = Qt.ItemDataRole.UserRole + 1
 """Completer role holding the bare symbol (QStandardItem shares Display and Edit roles)."""
+
+
+def dashboard_options(options: ClientOptions | None = None) -> ClientOptions:
+    """The client options the dashboard runs with: ``options``, asking for the rate that
+    suits its candles (:func:`~.buffers.suited_rate`) unless they pick one already."""
+    options = options or ClientOptions()
+    if options.choose_rate is not None:
+        return options
+    return dataclasses.replace(options, choose_rate=suited_rate)
 
 
 class MainWindow(QMainWindow):
@@ -92,7 +102,7 @@ class MainWindow(QMainWindow):
         self.initial_symbols = symbols
         self.store = MarketStore()
         self.stats = FrameStats()
-        self.client = TickerClient(url, options)
+        self.client = TickerClient(url, dashboard_options(options))
         self.bridge = ClientBridge(self.client, self.store, self)
         self.current: str | None = None
         self._previous: str | None = None
@@ -127,8 +137,8 @@ class MainWindow(QMainWindow):
         self.mode_box.addItem("Line", "line")
         self.mode_box.addItem("Candles", "candles")
         self.interval_box = QComboBox()
-        for interval in CANDLE_INTERVALS:
-            self.interval_box.addItem(INTERVAL_NAMES.get(interval, f"{interval:g} s"), interval)
+        self._offered: tuple[float, ...] = ()
+        self._offer_intervals(CANDLE_INTERVALS)
         self.error_banner = QLabel()
         self.error_banner.setObjectName("errorBanner")
         self.error_banner.setStyleSheet(
@@ -320,6 +330,25 @@ class MainWindow(QMainWindow):
         self.chart.pane.set_mode(mode, interval)
         self.grid.set_mode(mode, interval)
 
+    def _offer_intervals(self, intervals: tuple[float, ...]) -> None:
+        """Offer only ``intervals`` (the exact ones); keep the current one if it is offered."""
+        if intervals == self._offered:
+            return
+        self._offered = intervals
+        box = self.interval_box
+        current = box.currentData()
+        with QSignalBlocker(box):
+            box.clear()
+            for interval in intervals:
+                box.addItem(INTERVAL_NAMES.get(interval, f"{interval:g} s"), interval)
+            box.setCurrentIndex(max(0, box.findData(current)))
+        box.setToolTip(
+            "Candle widths that are whole multiples of the server's update window, so every"
+            " candle is exact"
+        )
+        if current is not None and box.currentData() != current:
+            self._mode_changed()
+
     def _view_toggled(self, *_: Any) -> None:
         self.charts.setCurrentWidget(self.grid if self.grid_action.isChecked() else self.chart)
         self._refresh_charts(force=True)
@@ -436,6 +465,7 @@ class MainWindow(QMainWindow):
         self._refresh_charts()
         self._frame += 1
         if self._frame % SLOW_EVERY == 0:
+            self._offer_intervals(exact_intervals(self.client.granted_rate))
             self.model.refresh()
             self.status.tick()
             self._show_following()

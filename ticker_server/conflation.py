@@ -24,8 +24,9 @@ every subscriber and every gateway. Per subscriber and symbol:
 * a tick that arrives when nothing of that symbol is pending and nothing was sent
   in the current window goes out in the next flush, with no added delay;
 * what the subscriber holds is never more than two windows plus one flush behind
-  the feed. One that fell further behind (its socket was full) gets everything it
-  missed merged into one update, which may then span windows.
+  the feed. One whose socket was full gets what it missed merged into one update
+  (which may span windows) once it drains; a flush that is merely late (a busy
+  server) sends one exact update per window it missed.
 
 A subscriber that may send a symbol at once is *armed* on it and a new tick
 visits only the armed subscribers; after a send it *waits* on the
@@ -69,8 +70,8 @@ UNMERGED_MAX = 16
 (a slow consumer catching up) it gets one conflated update, so what it sees is fresh."""
 
 CATCHUP_WINDOWS = 2
-"""A throttled subscriber whose oldest pending tick is at most this many windows old gets one
-exact update per window; older, it fell behind and gets one merged update."""
+"""A subscriber catching up after its socket was full gets one exact update per window when its
+oldest pending tick is at most this many windows old, else one merged update per symbol."""
 
 
 def ticks_frames(parts: Sequence[bytes]) -> list[bytes]:
@@ -292,6 +293,9 @@ class Subscriber:
     """Symbols whose update goes out in the next frame."""
     blocked: bool = False
     """Set by the I/O layer while the client's socket is above its high-water mark."""
+    catch_up: bool = False
+    """Set by the I/O layer when the socket drained: the next frame may merge what piled up.
+    Only then: a flush that is merely late (a busy server) still sends every window exactly."""
     closed: bool = False
     group: SubscriberGroup | None = None
     """The group this subscriber currently rides with; its own states are idle meanwhile."""
@@ -558,6 +562,7 @@ class Fanout:
 
     def take_frames(self, sub: Subscriber, now: float) -> list[bytes]:
         """The ``ticks`` frames of everything ready for ``sub``; marks it sent and reschedules."""
+        catch_up, sub.catch_up = sub.catch_up, False
         if not sub.ready:
             return []
         weight = len(sub.members) if isinstance(sub, SubscriberGroup) else 1
@@ -571,14 +576,14 @@ class Fanout:
             book = self.books[symbol]
             window = state.window
             if window == 0:
-                conflated += self._unthrottled(book, state, parts)
+                conflated += self._unthrottled(book, state, parts, catch_up)
                 self._arm(sub, symbol, state)
                 continue
             start = now_us - now_us % window  # this send window's first microsecond
             if state.sent >= start:
                 self._wait(sub, symbol, state, start + window)  # already sent in this window
             elif book.seq > state.last_seq:
-                conflated += self._windows(book, state, start, parts)
+                conflated += self._windows(book, state, start, parts, catch_up)
                 state.sent = now_us
                 self._wait(sub, symbol, state, start + window)
             else:
@@ -591,16 +596,22 @@ class Fanout:
         return ticks_frames(parts)
 
     @staticmethod
-    def _unthrottled(book: SymbolBook, state: SymbolState, parts: list[bytes]) -> int:
-        """Append what an unthrottled subscriber is due; return the ticks merged away."""
+    def _unthrottled(
+        book: SymbolBook, state: SymbolState, parts: list[bytes], catch_up: bool
+    ) -> int:
+        """Append what an unthrottled subscriber is due; return the ticks merged away.
+
+        Every tick the book still holds, unless it is catching up from a full
+        socket and more than UNMERGED_MAX behind: then one merged update.
+        """
         merged = book.seq - state.last_seq
         if merged <= 0:
             return 0
         if merged == 1:
             parts.append(book.latest_bytes)
             merged = 0
-        elif merged <= UNMERGED_MAX and (ticks := book.recent(merged)):
-            parts.extend(ticks)  # only a little behind: every tick
+        elif (merged <= UNMERGED_MAX or not catch_up) and (ticks := book.recent(merged)):
+            parts.extend(ticks)
             merged = 0
         else:
             parts.append(book.update(state.last_seq, book.seq, state.last_volume))
@@ -610,11 +621,15 @@ class Fanout:
         return merged
 
     @staticmethod
-    def _windows(book: SymbolBook, state: SymbolState, start: int, parts: list[bytes]) -> int:
+    def _windows(
+        book: SymbolBook, state: SymbolState, start: int, parts: list[bytes], catch_up: bool
+    ) -> int:
         """Append one update per window of the pending ticks that is due; return ticks merged away.
 
         Due are the windows that ended before ``start`` (this send window), or,
-        when none did, the window of the oldest pending tick.
+        when none did, the window of the oldest pending tick. A subscriber
+        catching up from a full socket, more than CATCHUP_WINDOWS behind, gets
+        them merged into one.
         """
         window = state.window
         after, volume = state.last_seq, state.last_volume
@@ -626,7 +641,7 @@ class Fanout:
             merged += upto - after - 1
         else:
             last = book.last_before(after, start)
-            if oldest < start - CATCHUP_WINDOWS * window:
+            if catch_up and oldest < start - CATCHUP_WINDOWS * window:
                 # Fell behind (a full socket): what it missed, merged, so it is fresh again.
                 parts.append(book.update(after, last, volume))
                 merged += last - after - 1

@@ -415,6 +415,7 @@ class Gateway:
                     self._blocked.discard(client)
                 elif not conn.paused:  # its transport resumed: below half of max_buffer
                     client.blocked = False
+                    client.catch_up = True  # what piled up may go out merged, so it is fresh
                     client.ping_sent = 0.0  # its pong may still be behind what it just read
                     self._blocked.discard(client)
                     self._pending.add(client)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticker_desktop.buffers import CandleSeries, Columns, TickBuffer
-from ticker_server.protocol import Tick
+from ticker_desktop.buffers import (
+    CANDLE_INTERVALS,
+    FIRST_ROOM,
+    CandleSeries,
+    Columns,
+    TickBuffer,
+    exact_intervals,
+    suited_rate,
+)
+from ticker_server.protocol import RATES, Tick, ts_micros, window_micros
 
 
 def tick(seq: int, ts: float, price: float, size: int = 10, **extra: float | int) -> Tick:
@@ -31,7 +38,8 @@ def test_columns_keep_the_newest_rows_contiguous() -> None:
     """Past capacity the oldest rows go, the view stays ordered and evictions are counted."""
     cols = Columns(10, {"x": np.int64})
     for value in range(57):
-        cols.raw("x")[cols.next_row()] = value
+        i = cols.next_row()
+        cols.raw("x")[i] = value
     assert list(cols.column("x")) == list(range(47, 57))
     assert cols.evicted == 47
     assert cols.column("x").flags["C_CONTIGUOUS"]
@@ -42,22 +50,56 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_columns_commit_their_memory_at_construction() -> None:
-    """RSS is taken when a Columns is created and does not grow as its rows are first written."""
-    # 40 MB is above glibc's largest mmap threshold (32 MB), so these are fresh pages, never
-    # resident memory freed by an earlier test.
-    capacity = 4_000_000
+def test_columns_start_small_and_stay_flat_once_full() -> None:
+    """A Columns commits little at construction, its full room as it fills, then nothing more."""
+    # 10 MB when full: large enough that RSS noise is small against it.
+    capacity = 1_000_000
     before = rss_bytes()
     cols = Columns(capacity, {"x": np.int64})
     created = rss_bytes()
-    # Appending until the room is used up writes each row once; writing it all at once is faster.
-    backing = cols.raw("x")
-    backing[:] = np.arange(len(backing))
-    filled = rss_bytes()
-    allocated = backing.nbytes
-    assert allocated >= capacity * 8
-    assert created - before > 0.9 * allocated
-    assert filled - created < 0.02 * allocated
+    assert cols.nbytes == FIRST_ROOM * 8
+    assert created - before < 1_000_000
+    room = capacity + capacity // 4
+    value = 0
+    while len(cols.raw("x")) < room:  # up to the last growth, which allocates the full room
+        i = cols.next_row()
+        cols.raw("x")[i] = value
+        value += 1
+    full = rss_bytes()
+    assert full - before > 0.9 * cols.nbytes
+    # A room more: the rows left are written first, then moved to the front and written again.
+    for more in range(value, value + room):
+        i = cols.next_row()
+        cols.raw("x")[i] = more
+    after = rss_bytes()
+    assert cols.nbytes == room * 8
+    assert after - full < 0.02 * cols.nbytes
+    assert cols.column("x")[-1] == value + room - 1
+
+
+@given(
+    capacity=st.integers(1, 300),
+    first=st.integers(1, 64),
+    count=st.integers(0, 1000),
+)
+def test_growing_columns_hold_the_newest_rows(capacity: int, first: int, count: int) -> None:
+    """However it starts, a Columns doubles up to its room, no further, and keeps the newest rows."""
+    cols = Columns(capacity, {"x": np.int64, "y": np.float64}, first=first)
+    for value in range(count):
+        i = cols.next_row()
+        cols.raw("x")[i] = value
+        cols.raw("y")[i] = value / 2
+    expected = list(range(max(0, count - capacity), count))
+    assert list(cols.column("x")) == expected
+    assert list(cols.column("y")) == [v / 2 for v in expected]
+    assert cols.evicted == count - len(expected)
+    rows = cols.nbytes // 16
+    room = capacity + max(capacity // 4, 1)
+    assert rows <= room
+    assert rows >= min(room, first, max(count, 1))
+    if count <= capacity:
+        # Doubling: never more than twice what is held (or the first room).
+        assert rows <= max(first, 2 * count)
 
 
 @given(capacity=st.integers(1, 40), count=st.integers(0, 300))
@@ -65,7 +107,8 @@ def test_columns_hold_min_of_count_and_capacity(capacity: int, count: int) -> No
     """For any capacity and append count the view is the last rows in order."""
     cols = Columns(capacity, {"x": np.int64})
     for value in range(count):
-        cols.raw("x")[cols.next_row()] = value
+        i = cols.next_row()
+        cols.raw("x")[i] = value
     expected = list(range(max(0, count - capacity), count))
     assert list(cols.column("x")) == expected
     assert cols.evicted == count - len(expected)
@@ -137,57 +180,115 @@ def test_merged_tick_keeps_high_low_volume_and_count() -> None:
     assert last["count"] == 7
 
 
-def test_merged_tick_opening_a_candle_opens_at_previous_close_clamped() -> None:
-    """The first merged price is unknown, so the previous close clamped into the range opens."""
+def test_merged_tick_opening_a_candle_opens_at_its_first_price() -> None:
+    """A merged update that starts a candle opens it at its ``open``, not at a guess."""
     candles = CandleSeries(1.0)
     candles.add(10.5, 95.0, size=1)
-    candles.add(11.5, 100.0, size=9, high=101.0, low=99.0, count=3)
+    candles.add(11.5, 100.0, size=9, high=101.0, low=98.5, count=3, open=98.7)
     last = candles.last()
-    assert last["open"] == 99.0
-    assert last["low"] == 99.0 and last["high"] == 101.0
+    assert (last["open"], last["high"], last["low"], last["close"]) == (98.7, 101.0, 98.5, 100.0)
+    assert (last["volume"], last["count"]) == (9, 3)
 
 
-prices = st.floats(1.0, 1000.0, allow_nan=False)
+def test_candle_buckets_follow_the_microsecond_grid() -> None:
+    """A tick stamped on a boundary opens the next candle; one a microsecond before does not."""
+    # In floating point 1_764_600_000.1 / 0.1 floors to the candle before.
+    candles = CandleSeries(0.1)
+    candles.add(1_764_600_000.099999, 10.0, size=1)
+    candles.add(1_764_600_000.1, 11.0, size=1)
+    assert len(candles) == 2
+    assert candles.column("t")[1] == 1_764_600_000.1
 
 
-@settings(max_examples=60)
+def test_exact_intervals_are_multiples_of_the_window() -> None:
+    """Only widths that are whole multiples of the granted window are offered."""
+    assert exact_intervals(50.0) == CANDLE_INTERVALS
+    assert exact_intervals(1.0) == (1.0, 5.0, 60.0)
+    assert exact_intervals(0.5) == (60.0,)
+    assert exact_intervals(1 / 5) == (5.0, 60.0)
+    assert exact_intervals(1 / 15) == (60.0,)
+    assert exact_intervals(0.0) == CANDLE_INTERVALS
+    assert exact_intervals(None) == CANDLE_INTERVALS
+
+
+def test_suited_rate_is_the_fastest_whose_window_divides_a_width() -> None:
+    """The dashboard asks for the fastest offered rate, not above its own, that keeps the most widths exact."""
+    rates = list(RATES)
+    assert suited_rate(rates, 60.0) == 50.0
+    assert suited_rate(rates, None) == 50.0
+    assert suited_rate(rates, 1.0) == 1.0
+    assert suited_rate(rates, 3.0) == 2.0
+    # Nothing up to 1/2 divides 1 s, 2 s and 4 s do not divide 5 s: 1/5 keeps 5 s and 1 min.
+    assert suited_rate(rates, 0.5) == 0.2
+    assert suited_rate([0.5, 0.25], 60.0) == 0.5
+    assert suited_rate([], 60.0) == 60.0
+
+
+PRICES = st.floats(1.0, 1000.0, allow_nan=False)
+BASE_US = 1_764_600_000 * 1_000_000
+
+
+def conflate(ticks: list[Tick], window: int, cuts: list[bool]) -> list[Tick]:
+    """A reference conflater of the server contract: each window's ticks in consecutive runs.
+
+    ``cuts[i]`` ends a run after tick ``i`` (a window's end always does); a run of one is
+    the plain tick, a longer one an update with the last tick's fields, the first's price
+    as ``open``, high, low, summed size and the count as ``merged``.
+    """
+    out: list[Tick] = []
+    run: list[Tick] = []
+    for i, t in enumerate(ticks):
+        run.append(t)
+        last = i == len(ticks) - 1
+        if last or cuts[i] or ts_micros(ticks[i + 1].ts) // window != ts_micros(t.ts) // window:
+            end = run[-1]
+            if len(run) == 1:
+                out.append(end)
+            else:
+                prices = [r.price for r in run]
+                out.append(
+                    end.model_copy(
+                        update={
+                            "size": sum(r.size for r in run),
+                            "merged": len(run),
+                            "open": run[0].price,
+                            "high": max(prices),
+                            "low": min(prices),
+                        }
+                    )
+                )
+            run = []
+    return out
+
+
+@settings(max_examples=150)
 @given(
-    steps=st.lists(
-        st.tuples(st.floats(0.0, 3.0), prices, st.integers(0, 500)), min_size=1, max_size=200
-    ),
-    group=st.integers(1, 7),
+    data=st.data(),
+    rate=st.sampled_from(RATES),
+    multiple=st.integers(1, 4),
 )
-def test_conflated_candles_match_unconflated_ones(
-    steps: list[tuple[float, float, int]], group: int
+def test_candles_of_conflated_updates_equal_those_of_every_tick(
+    data: st.DataObject, rate: float, multiple: int
 ) -> None:
-    """Candles from server-style merged ticks equal those from every tick in high, low, close, volume, count."""
-    full, conflated = CandleSeries(1.0), CandleSeries(1.0)
-    ts = 1000.0
-    ticks: list[tuple[float, float, int]] = []
-    for dt, price, size in steps:
-        ts += dt
-        ticks.append((ts, price, size))
-    for t, p, s in ticks:
-        full.add(t, p, s)
-    # Merge runs of ticks that fall in one bucket, as a conflating server would within a frame.
-    i = 0
-    while i < len(ticks):
-        run = [ticks[i]]
-        while (
-            len(run) < group
-            and i + len(run) < len(ticks)
-            and math.floor(ticks[i + len(run)][0]) == math.floor(ticks[i][0])
-        ):
-            run.append(ticks[i + len(run)])
-        t, p, _ = run[-1]
-        size = sum(r[2] for r in run)
-        if len(run) == 1:
-            conflated.add(t, p, size)
-        else:
-            ps = [r[1] for r in run]
-            conflated.add(t, p, size, high=max(ps), low=min(ps), count=len(run))
-        i += len(run)
-    for name in ("t", "high", "low", "close", "volume", "count"):
+    """For a width that is a multiple of the window, conflated updates build exactly the full feed's candles."""
+    window = window_micros(rate)
+    # Gaps of up to three windows, many of them zero or tiny, so runs, boundaries and empty windows occur.
+    gaps = data.draw(
+        st.lists(st.one_of(st.integers(0, 3), st.integers(0, 3 * window)), min_size=1, max_size=120)
+    )
+    ts_us = BASE_US + data.draw(st.integers(0, 120_000_000))
+    ticks: list[Tick] = []
+    for seq, gap in enumerate(gaps, start=1):
+        ts_us += gap
+        price = data.draw(PRICES)
+        ticks.append(tick(seq, ts_us / 1_000_000, price, size=data.draw(st.integers(0, 500))))
+    cuts = data.draw(st.lists(st.booleans(), min_size=len(ticks), max_size=len(ticks)))
+    width = multiple * window / 1_000_000
+    full, conflated = CandleSeries(width), CandleSeries(width)
+    for t in ticks:
+        full.add_tick(t)
+    for t in conflate(ticks, window, cuts):
+        conflated.add_tick(t)
+    for name in ("t", "open", "high", "low", "close", "volume", "count"):
         assert np.array_equal(full.column(name), conflated.column(name)), name
-    opens, lows, highs = conflated.column("open"), conflated.column("low"), conflated.column("high")
-    assert np.all((lows <= opens) & (opens <= highs))
+    assert full.column("count").sum() == len(ticks)

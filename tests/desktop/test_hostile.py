@@ -28,6 +28,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 from websockets.asyncio.server import ServerConnection
 
+from ticker_desktop.buffers import suited_rate
 from ticker_desktop.client import (
     ClientOptions,
     ConnectionState,
@@ -315,6 +316,31 @@ async def test_error_flood_is_shown_once_and_shortened(caplog: pytest.LogCapture
     assert len(lines(caplog, "server error")) == 1
     assert all(len(r.getMessage()) < 400 for r in caplog.records)
     assert lag.worst < FREEZE, f"{lag}"
+
+
+async def test_rates_that_are_not_rates_are_dropped() -> None:
+    """Infinite, NaN or negative rates in the hello, or a NaN grant, never reach a request."""
+    options = dataclasses.replace(FAST, choose_rate=suited_rate)
+    asked: list[Any] = []
+
+    async def script(ws: ServerConnection, index: int) -> None:
+        await ws.send(hello(rates=[math.inf, math.nan, -5.0, 1e300, 20.0, 10.0]))
+        request = json.loads(await ws.recv())
+        asked.append(request.get("max_rate"))
+        reply = {"type": "subscribed", "symbols": request["symbols"], "id": request.get("id")}
+        await ws.send(json.dumps({**reply, "max_rate": math.nan}))
+        await ws.send(ticks(tick(1)))
+        await idle(ws)
+
+    async with HostileServer(script) as server:
+        client, log = await run_client(server.url, options)
+        try:
+            await until(lambda: seqs(log) == [1], "a tick after the subscribe")
+        finally:
+            await client.close()
+    assert asked == [20.0] and client.granted_rate is None
+    assert client.gate.rejections.totals == {"bad_rate": 5}
+    assert len(server.arrivals) == 1
 
 
 # ------------------------------------------------------- hellos, closes and backoff

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 from hypothesis import given, settings
@@ -103,6 +104,29 @@ def test_store_records_outage_as_gap_and_new_epoch_rebases() -> None:
     store.new_epoch()
     assert store.ingest([tick("AAPL", 1, 100.0, ts=2004.0)]) == 1
     assert series.missed == 0
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_two_hundred_symbols_with_snapshots_fit_in_well_under_a_gigabyte() -> None:
+    """200 symbols with a 1,000-tick snapshot each hold about 50 MB, not the 2.8 GB of full buffers."""
+    store = MarketStore(clock=FakeClock())
+    before = rss_bytes()
+    for n in range(200):
+        symbol = f"S{n}"
+        store.add(symbol)
+        store.ingest((tick(symbol, seq, 100.0 + seq % 9) for seq in range(1, 1001)), live=False)
+    grew = rss_bytes() - before
+    held = 0
+    for symbol in store.symbols:
+        series = store.get(symbol)
+        assert series is not None and len(series.ticks) == 1000
+        held += series.ticks.nbytes + sum(c.nbytes for c in series.candles.values())
+    assert held < 60_000_000
+    assert grew < 120_000_000
 
 
 def test_rate_meter_measures_events_per_second() -> None:

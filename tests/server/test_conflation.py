@@ -247,6 +247,7 @@ def test_a_blocked_subscriber_gets_one_fresh_update_then_windows_again(
         ticks.append(make_tick("AAPL", i + 1, price, 100, volume, T0 + i * spread * w))
     sub.blocked = True  # the I/O layer takes no frames meanwhile
     fanout.ingest(ticks)
+    sub.blocked, sub.catch_up = False, True  # as the gateway does when the socket drains
     later = ticks[-1].ts + (CATCHUP_WINDOWS + 1) * w
     [update] = frames_ticks(fanout.take_frames(sub, later))
     assert (update.seq, update.covers, update.size) == (len(prices), len(prices), 100 * len(prices))
@@ -255,7 +256,7 @@ def test_a_blocked_subscriber_gets_one_fresh_update_then_windows_again(
 
 
 def test_unthrottled_subscriber_behind_gets_each_tick_until_far_behind() -> None:
-    """Unthrottled and a few ticks behind: every tick; more than UNMERGED_MAX behind: one merged update."""
+    """Unthrottled and behind: every tick, unless it catches up from a full socket more than UNMERGED_MAX behind: then one merged update."""
     fanout = Fanout(history=100)
     sub = Subscriber()
     fanout.book("AAPL")
@@ -264,6 +265,7 @@ def test_unthrottled_subscriber_behind_gets_each_tick_until_far_behind() -> None
     fanout.ingest(ticks[:3])
     assert [t.seq for t in frames_ticks(fanout.take_frames(sub, T0))] == [1, 2, 3]
     fanout.ingest(ticks[3 : 4 + UNMERGED_MAX])
+    sub.catch_up = True  # its socket was full and drained
     [update] = frames_ticks(fanout.take_frames(sub, T0))
     assert (update.seq, update.merged) == (4 + UNMERGED_MAX, 1 + UNMERGED_MAX)
     assert update.open == ticks[3].price
@@ -477,3 +479,41 @@ def test_a_removed_subscriber_leaves_nothing_on_the_wheel() -> None:
     for sub in subs:
         fanout.remove(sub)
     assert len(fanout.wheel) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 0.05), min_size=2, max_size=200),
+    rate=st.sampled_from([0.0, 50.0, 20.0, 4.0]),
+    stall=st.floats(0.05, 3.0),
+)
+def test_a_late_flush_still_sends_every_window_exactly(
+    gaps: list[float], rate: float, stall: float
+) -> None:
+    """A flush that comes late (a busy server, not a full socket) sends one exact update per window it missed, and unthrottled every tick."""
+    fanout = Fanout(history=10_000)
+    sub = Subscriber()
+    fanout.book("AAPL")
+    fanout.subscribe(sub, "AAPL", rate)
+    ts, volume, ticks = T0, 0, []
+    for i, gap in enumerate(gaps):
+        ts += gap
+        volume += 100
+        ticks.append(make_tick("AAPL", i + 1, 100 + i % 13 / 100, 100, volume, ts))
+    fanout.ingest(ticks)
+    got = frames_ticks(fanout.take_frames(sub, ticks[-1].ts + stall))
+    while (due := fanout.wheel.next_time()) is not None:
+        fanout.advance(due)
+        got += frames_ticks(fanout.take_frames(sub, due))
+    by_seq = {t.seq: t for t in ticks}
+    previous = 0
+    for update in got:
+        covered = [by_seq[s] for s in range(previous + 1, update.seq + 1)]
+        if rate == 0:
+            assert len(covered) == 1, "unthrottled: every tick"
+        else:
+            window = window_micros(rate)
+            assert len({ts_micros(t.ts) // window for t in covered}) == 1
+        assert update.size == sum(t.size for t in covered)
+        previous = update.seq
+    assert previous == len(ticks)
