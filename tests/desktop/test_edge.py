@@ -257,7 +257,7 @@ def test_throttle_reports_once_per_interval_and_loses_no_count(
     for reason in "abc":
         times = [at for at, r in reports if r.reason == reason]
         assert all(b - a >= 10.0 for a, b in itertools.pairwise(times))
-    clock.now += 10.0
+    clock.now += 11.0  # past every interval (10.0 exactly can fall short in floating point)
     reports += [(clock.now, r) for r in throttle.flush()]
     for reason in "abc":
         sent = sum(r.count for _, r in reports if r.reason == reason)
