@@ -87,15 +87,19 @@ async def read_full_feed(
 
     async with connect(url, max_queue=None, max_size=2**16) as ws:
         await ws.recv()  # hello
-        await ws.send(json.dumps({"type": "subscribe", "symbols": list(SYMBOLS)}))
+        # The same history the dashboard asks for, so long candles are comparable sooner.
+        request = {"type": "subscribe", "symbols": list(SYMBOLS), "snapshot": 1000}
+        await ws.send(json.dumps(request))
         async for raw in ws:
             message = json.loads(raw)
             if message["type"] == "subscribed":
                 ready.set()
-            elif message["type"] == "ticks":
+            elif message["type"] in ("ticks", "snapshot"):
                 for tick in message["ticks"]:
                     assert "merged" not in tick, "the reference must be unthrottled"
-                    ticks[tick["symbol"]].append(tick)
+                    held = ticks[tick["symbol"]]
+                    assert not held or tick["seq"] == held[-1]["seq"] + 1, "no hole, no repeat"
+                    held.append(tick)
 
 
 def compare(store: Any, full: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -173,16 +177,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     restarts = 0
     try:
         period = args.duration / (args.restarts + 1)
-        while time.time() - began < args.duration:
-            await asyncio.sleep(min(period, args.duration - (time.time() - began)))
-            if restarts < args.restarts and time.time() - began < args.duration - 1:
-                gateway_a.send_signal(signal.SIGKILL)
-                gateway_a.wait()
-                gateway_a = start([*gateway_cmd, "--port", str(port_a), "--log-level", "INFO"],
-                                  workdir / f"gateway-a{restarts}.log", b"serving ws://")  # fmt: skip
-                restarts += 1
-                print(f"[{time.time() - began:5.1f} s] gateway A killed and restarted ({restarts})",
-                      file=sys.stderr)  # fmt: skip
+        while restarts < args.restarts:
+            await asyncio.sleep(max(began + (restarts + 1) * period - time.time(), 0.0))
+            gateway_a.send_signal(signal.SIGKILL)
+            gateway_a.wait()
+            gateway_a = start([*gateway_cmd, "--port", str(port_a), "--log-level", "INFO"],
+                              workdir / f"gateway-a{restarts}.log", b"serving ws://")  # fmt: skip
+            restarts += 1
+            print(f"[{time.time() - began:5.1f} s] gateway A killed and restarted ({restarts})",
+                  file=sys.stderr)  # fmt: skip
+        await asyncio.sleep(max(began + args.duration - time.time(), 0.0))
         await asyncio.sleep(args.settle)  # the last updates in flight reach both sides
     finally:
         report: dict[str, Any] = {
