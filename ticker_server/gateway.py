@@ -332,19 +332,15 @@ class Gateway:
         else:
             self._arm_timer(self.clock())
 
-    def _write(self, client: Client, data: bytes, now: float, wire: bytes | None = None) -> None:
-        """Queue one text frame on the client's transport without waiting.
-
-        ``wire`` is the same frame already serialized (see :func:`_wire`), which a
-        group's members share; it is used where no extension (compression)
-        would have to transform the frame per connection.
-        """
+    def _write(self, client: Client, data: bytes, now: float) -> None:
+        """Queue one text frame on the client's transport without waiting (a group's frame goes
+        through :meth:`_broadcast`, which serializes it once for all members)."""
         conn = client.connection
         if conn is None or client.closing or conn.protocol.state is not State.OPEN:
             return
         try:
             if client.raw:
-                conn.transport.write(wire or _wire(data))
+                conn.transport.write(_wire(data))
             else:
                 conn.protocol.send_text(data)
                 conn.send_data()

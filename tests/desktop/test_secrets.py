@@ -22,6 +22,15 @@ from .test_app import run_desktop
 TOKEN = "s3cr3t-T0KEN-9f8e7d"
 
 
+def client_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The client's log lines (the server in this process logs its own side too)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("websockets.client", "ticker_desktop"))
+    ]
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -42,12 +51,7 @@ async def test_token_never_logged_at_debug(
         assert client.state is ConnectionState.LIVE
     finally:
         await client.close()
-    # The server in this process logs its own side too; only the client's lines are ours.
-    ours = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith(("websockets.client", "ticker_desktop"))
-    ]
+    ours = client_lines(caplog)
     assert [m for m in ours if "Authorization" in m] == ["> Authorization: Bearer ***"]
     assert not [m for m in ours if TOKEN in m]
     assert TOKEN not in repr(options)
@@ -126,11 +130,7 @@ async def test_token_in_the_url_is_masked_in_logs_and_events(
         await log.wait_for(TicksReceived)
     finally:
         await client.close()
-    ours = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith(("websockets.client", "ticker_desktop"))
-    ]
+    ours = client_lines(caplog)
     assert any(m.startswith("> GET /?token=***") for m in ours), "the request line is logged"
     assert not [m for m in ours if TOKEN in m]
     assert all(TOKEN not in e.url for e in log.of(StateChanged))
