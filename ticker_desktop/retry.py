@@ -9,7 +9,7 @@ Everything here is pure: the random source is injected.
 
 from __future__ import annotations
 
-import random
+from ticker_server.backoff import Backoff
 
 from .edge import shorten
 
@@ -17,35 +17,6 @@ __all__ = ["Backoff", "close_floor", "describe_close", "describe_error"]
 
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
-
-
-class Backoff:
-    """Exponential backoff with full jitter: delay n is uniform in [0, min(cap, base * 2**n)].
-
-    Args:
-        base: ceiling of the first delay, in seconds.
-        cap: largest ceiling.
-        rng: random source, injected for tests.
-    """
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def ceiling(self) -> float:
-        """The largest delay the next call can return."""
-        return min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
-
-    def next_delay(self, floor: float = 0.0) -> float:
-        """The next delay: ``floor`` (a server's "stay away") plus the jittered one."""
-        delay = floor + self._rng.uniform(0.0, self.ceiling())
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def close_floor(code: int | None, retry_later: float, policy_wait: float) -> float:

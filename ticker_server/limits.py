@@ -1,10 +1,8 @@
-"""Request limits and backoff (pure: time is passed in, randomness injectable)."""
+"""Request and authentication limits (pure: time is passed in)."""
 
 from __future__ import annotations
 
-import random
-
-__all__ = ["AuthFailures", "Backoff", "TokenBucket"]
+__all__ = ["AuthFailures", "TokenBucket"]
 
 
 class TokenBucket:
@@ -37,32 +35,6 @@ class TokenBucket:
             return True
         self.refused_in_a_row += 1
         return False
-
-
-class Backoff:
-    """Exponential backoff with jitter: the n-th delay is in [c / 10, c], c = min(cap, base * 2**n).
-
-    Args:
-        base: ceiling of the first delay, in seconds.
-        cap: largest ceiling.
-        rng: the random generator (injected by tests).
-    """
-
-    def __init__(
-        self, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None
-    ) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
-        self.attempt += 1
-        return self._rng.uniform(ceiling / 10, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class AuthFailures:

@@ -46,10 +46,10 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from .backoff import Backoff
 from .bus import EpochCallback, StatusCallback, TicksCallback
 from .bus_guard import BusGuard
 from .config import redact_url
-from .limits import Backoff
 from .protocol import SymbolInfo, Tick, encode_tick
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .limits import Backoff
+from .backoff import Backoff
 
 __all__ = ["RESTART_BASE", "RESTART_CAP", "STABLE_AFTER", "Supervisor"]
 

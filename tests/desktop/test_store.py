@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticker_desktop.client import Backoff, SequenceGuard
+from ticker_desktop.client import SequenceGuard
 from ticker_desktop.store import MarketStore, RateMeter
 from ticker_server.protocol import Tick
 
@@ -136,23 +135,6 @@ def test_rate_meter_measures_events_per_second() -> None:
         meter.add(10.0 + i * 0.05)
     assert 15.0 <= meter.rate(12.0) <= 20.0
     assert meter.rate(20.0) == 0.0
-
-
-@given(seed=st.integers(0, 2**32), attempts=st.integers(1, 30))
-def test_backoff_full_jitter_stays_under_a_doubling_cap(seed: int, attempts: int) -> None:
-    """Each delay lies in [0, min(cap, base*2**n)] and reset starts again from the base."""
-    backoff = Backoff(0.5, 30.0, random.Random(seed))
-    for n in range(attempts):
-        delay = backoff.next_delay()
-        assert 0.0 <= delay <= min(30.0, 0.5 * 2**n)
-    backoff.reset()
-    assert backoff.ceiling() == 0.5
-
-
-def test_backoff_spreads_clients_out() -> None:
-    """Full jitter spreads many clients' first retries over the whole window."""
-    delays = [Backoff(0.5, 30.0, random.Random(i)).next_delay() for i in range(200)]
-    assert min(delays) < 0.1 and max(delays) > 0.4
 
 
 def test_sequence_guard_since_and_reset() -> None:
