@@ -1,15 +1,9 @@
 """One ticker-bench worker process: many protocol v1 clients on one asyncio loop.
 
-Each client connects, reads hello and subscribes with websockets' asyncio client. From
-then on its frames are counted on a fast path: :class:`BenchConnection` splits the byte
-stream into frames itself and hands every control or fragmented frame back to websockets,
-so a ticks frame costs a header decode and a ``bytes.count`` instead of a trip through the
-library's generator parser, the message queue and a coroutine wake-up (about 5x cheaper,
-which keeps the tool off the critical path). ``--plain`` uses websockets' ``recv()`` instead.
-
-Every tick is counted; only some are parsed. Verified clients json-parse every frame and
-check seq against merged; the others extract ``ts`` with a regex from a sampled share of
-frames, sized so each worker parses about ``latency_rate`` ticks a second.
+Each client (:mod:`.wire`) connects, reads hello and subscribes; what it receives is
+counted and checked by its :class:`~.tally.Tally`. The worker opens its share of the
+clients, marks the measurement window the parent sets, samples freshness and reports
+progress and results to the parent through a queue.
 """
 
 from __future__ import annotations
@@ -18,31 +12,20 @@ import asyncio
 import gc
 import json
 import random
-import re
 import resource
 import socket
 import time
-from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.protocol import State
+from .tally import MAX_EXAMPLES, ClientSpec, Sampler
+from .wire import BenchClient, open_client
 
-__all__ = ["BenchConnection", "ClientSpec", "LoadOptions", "Worker", "run_worker"]
-
-TICKS_PREFIX = b'{"type":"ticks"'
-TS_RE = re.compile(rb'"ts":(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)')
-MERGED_RE = re.compile(rb'"merged":([0-9]+)')
-FIN_TEXT = 0x81
-MAX_EXAMPLES = 5
-
-PARSE_DELAY = 0.001
-"""Seconds between stamping a read and parsing it, so parsing waits for a burst of reads to end."""
+__all__ = ["ClientSpec", "LoadOptions", "Worker", "run_worker"]
 
 T_START, T_END, T_ABORT = 0, 1, 2
 """Slots of the shared control array: window start and end (Unix time, 0 = not yet) and abort."""
@@ -78,237 +61,6 @@ class LoadOptions:
     """Keep each verified update's receive time, for the per-second rate check."""
 
 
-@dataclass(frozen=True)
-class ClientSpec:
-    index: int
-    slow: bool = False
-    verified: bool = False
-
-
-@dataclass(eq=False)
-class _Sampler:
-    """Worker-wide sampling state shared by its connections."""
-
-    measuring: bool = False
-    stride: int = 1
-    left: int = 1
-    latency: array[float] = field(default_factory=lambda: array("d"))
-    freshness: array[float] = field(default_factory=lambda: array("d"))
-    backlog: list[tuple[BenchConnection, bytes, float]] = field(default_factory=list)
-    """Reads stamped but not yet parsed (see :meth:`BenchConnection.data_received`)."""
-
-    def parse_backlog(self) -> None:
-        backlog, self.backlog = self.backlog, []
-        for conn, data, now in backlog:
-            conn.consume(data, now)
-
-
-_READ_VIEW = memoryview(bytearray(256 * 1024))
-"""One read buffer for every connection of the worker: a read is consumed before the next."""
-
-
-class BenchConnection(ClientConnection, asyncio.BufferedProtocol):
-    """A client connection that counts ticks frames without websockets' receive path.
-
-    It is a buffered protocol so that asyncio reads into one preallocated buffer:
-    a plain protocol gets ``sock.recv(256 KiB)``, which on Python 3.11 allocates
-    256 KiB per read, about 12 us of the ~16 us a small read costs here.
-    """
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _READ_VIEW
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_READ_VIEW[:nbytes]))
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.spec = ClientSpec(-1)
-        self.sampler = _Sampler()
-        self.track_times = False
-        self.fast = False
-        self.rest = b""
-        self.ticks = 0
-        self.frames = 0
-        self.nbytes = 0
-        self.covered = 0
-        """Generated ticks folded into merged updates (sum of merged - 1)."""
-        self.other_frames = 0
-        self.errors: Counter[str] = Counter()
-        self.last_seq: dict[str, int] = {}
-        self.held_ts: dict[str, float] = {}
-        self.window_counts: Counter[str] = Counter()
-        self.window_times: dict[str, list[float]] = {}
-        self.merged_updates = 0
-        self.unexplained = 0
-        self.overcounted = 0
-        self.reordered = 0
-        self.examples: list[str] = []
-        self.subscribed: asyncio.Future[list[str]] = self.loop.create_future()
-        self.lost_code: int | None = None
-        """The close code received (1006 when none was), once the connection is lost."""
-        self.closed_at = 0.0
-        self.closing_by_us = False
-
-    def setup(self, spec: ClientSpec, sampler: _Sampler, track_times: bool) -> None:
-        self.spec = spec
-        self.sampler = sampler
-        self.track_times = track_times
-
-    # -- receive ----------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        """Stamp the read now and parse it a little later, after the burst of reads it is in.
-
-        When one tick reaches 100 clients of a worker at once, parsing each read
-        before the next socket is read would add the earlier clients' parsing
-        time to the later clients' latency (about 1 ms at 100 verified clients):
-        a cost of the tool, not of the server. The server writes such a burst
-        over about 0.6 ms, so parsing waits PARSE_DELAY for the rest of it.
-        """
-        if not self.fast:
-            super().data_received(data)
-            return
-        backlog = self.sampler.backlog
-        if not backlog:
-            self.loop.call_later(PARSE_DELAY, self.sampler.parse_backlog)
-        backlog.append((self, data, time.time()))
-
-    def consume(self, data: bytes, now: float) -> None:
-        """Account for the frames in ``data``, read at ``now``."""
-        if self.rest:
-            data = self.rest + data
-            self.rest = b""
-        n = len(data)
-        pos = 0
-        while n - pos >= 2:
-            length = data[pos + 1]
-            if length < 126:
-                start = pos + 2
-            elif length == 126:
-                if n - pos < 4:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                start = pos + 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            else:  # a masked frame from a server: let websockets fail the connection
-                self.fast = False
-                super().data_received(data[pos:])
-                return
-            end = start + length
-            if end > n:
-                break
-            if data[pos] == FIN_TEXT:
-                self.on_frame(data, start, end, now)
-            else:
-                super().data_received(data[pos:end])
-            pos = end
-        if pos < n:
-            self.rest = data[pos:]
-
-    def on_frame(self, data: bytes, start: int, end: int, now: float) -> None:
-        """Account for one text message held in ``data[start:end]``."""
-        if not data.startswith(TICKS_PREFIX, start):
-            self.on_other(data[start:end], now)
-            return
-        self.ticks += data.count(b'"seq"', start, end)
-        self.frames += 1
-        self.nbytes += end - start
-        if self.spec.verified:
-            self.verify(json.loads(data[start:end])["ticks"], now)
-            return
-        if data.find(b'"merged"', start, end) >= 0:
-            for merged in MERGED_RE.findall(data, start, end):
-                self.covered += int(merged) - 1
-        sampler = self.sampler
-        if sampler.measuring and not self.spec.slow:
-            sampler.left -= 1
-            if sampler.left <= 0:
-                sampler.left = sampler.stride
-                latency = sampler.latency
-                for ts in TS_RE.findall(data, start, end):
-                    latency.append(now - float(ts))
-
-    def verify(self, ticks: list[dict[str, Any]], now: float) -> None:
-        """Check parsed ticks: seq against merged, held ts, per-symbol counts."""
-        sampler = self.sampler
-        sample = False
-        if sampler.measuring and not self.spec.slow:
-            sampler.left -= 1
-            if sampler.left <= 0:
-                sampler.left = sampler.stride
-                sample = True
-        measuring = sampler.measuring
-        for tick in ticks:
-            symbol = tick["symbol"]
-            seq = tick["seq"]
-            ts = tick["ts"]
-            merged = tick.get("merged") or 1
-            if merged > 1:
-                self.merged_updates += 1
-                self.covered += merged - 1
-            last = self.last_seq.get(symbol)
-            if last is not None and seq - last != merged:
-                step = seq - last
-                if step <= 0:
-                    self.reordered += 1
-                elif step > merged:
-                    self.unexplained += 1
-                else:
-                    self.overcounted += 1
-                if len(self.examples) < MAX_EXAMPLES:
-                    self.examples.append(f"{symbol}: seq {last} -> {seq} with merged {merged}")
-            self.last_seq[symbol] = seq
-            self.held_ts[symbol] = ts
-            if sample:
-                sampler.latency.append(now - ts)
-            if measuring:
-                self.window_counts[symbol] += 1
-                if self.track_times:
-                    self.window_times.setdefault(symbol, []).append(now)
-
-    def on_other(self, payload: bytes | str, now: float) -> None:
-        """A message off the fast path: control messages, or ticks laid out differently."""
-        try:
-            message = json.loads(payload)
-            kind = message.get("type")
-        except (ValueError, AttributeError):
-            self.errors["unparsable frame"] += 1
-            return
-        if kind == "ticks":
-            ticks = message.get("ticks") or []
-            self.ticks += len(ticks)
-            self.frames += 1
-            self.nbytes += len(payload)
-            self.verify(ticks, now)
-            return
-        self.other_frames += 1
-        if kind == "subscribed" and not self.subscribed.done():
-            self.subscribed.set_result(list(message.get("symbols", [])))
-        elif kind == "error":
-            self.errors[f"error {message.get('code')}"] += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.closed_at = time.time()
-        rcvd = self.protocol.close_rcvd
-        self.lost_code = rcvd.code if rcvd is not None else 1006
-
-
-async def _plain_reader(conn: BenchConnection) -> None:
-    """The websockets receive path, for --plain runs and the rare client without a fast path."""
-    try:
-        while True:
-            message = await conn.recv(decode=False)
-            conn.on_frame(message, 0, len(message), time.time())
-    except Exception:  # closed: connection_lost recorded why
-        return
-
-
 class Worker:
     """Opens its share of the clients, counts what they receive and reports to the parent."""
 
@@ -325,10 +77,9 @@ class Worker:
         self.options = options
         self.control = control
         self.queue = queue
-        self.sampler = _Sampler()
-        self.conns: list[BenchConnection] = []
+        self.sampler = Sampler()
+        self.conns: list[BenchClient] = []
         self.failures: Counter[str] = Counter()
-        self.readers: set[asyncio.Task[None]] = set()
         self.window: dict[str, Any] = {}
 
     def _symbols_for(self, index: int, offered: list[str]) -> list[str]:
@@ -352,61 +103,52 @@ class Worker:
                     await asyncio.get_running_loop().sock_connect(
                         sock, (parts.hostname or "127.0.0.1", parts.port or 80)
                     )
-                conn = await connect(
+                conn = await open_client(
                     options.url,
+                    spec,
+                    self.sampler,
+                    track_times=options.track_times,
+                    plain=options.plain,
                     sock=sock,
-                    create_connection=BenchConnection,
                     open_timeout=options.open_timeout,
-                    ping_interval=None,
-                    close_timeout=2,
-                    max_size=None,
-                    compression=None,
                 )
             except Exception as exc:
                 if sock is not None:
                     sock.close()
                 self.failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                 return
-            assert isinstance(conn, BenchConnection)
             try:
                 await self._subscribe(conn, spec)
             except Exception as exc:
                 self.failures[f"subscribe: {type(exc).__name__}: {str(exc)[:80]}"] += 1
-                conn.transport.abort()
+                await conn.close()
 
-    async def _subscribe(self, conn: BenchConnection, spec: ClientSpec) -> None:
+    async def _subscribe(self, conn: BenchClient, spec: ClientSpec) -> None:
         options = self.options
-        conn.setup(spec, self.sampler, options.track_times)
-        hello = json.loads(await asyncio.wait_for(conn.recv(), options.open_timeout))
+        hello = await asyncio.wait_for(asyncio.shield(conn.hello), options.open_timeout)
         symbols = self._symbols_for(spec.index, list(hello.get("symbols", [])))
         request: dict[str, Any] = {"type": "subscribe", "symbols": symbols}
         if options.max_rate:
             request["max_rate"] = options.max_rate
-        # Nothing is in flight between hello and our subscribe, so the stream is at a
-        # frame boundary and the fast path can take over.
-        conn.fast = not options.plain and not conn.protocol.reader.buffer
-        if not conn.fast:
-            task = asyncio.get_running_loop().create_task(_plain_reader(conn))
-            self.readers.add(task)
         await conn.send(json.dumps(request))
-        await asyncio.wait_for(conn.subscribed, options.open_timeout)
+        await asyncio.wait_for(asyncio.shield(conn.subscribed), options.open_timeout)
         self.conns.append(conn)
         if spec.slow:
             if options.slow_after > 0:
                 await asyncio.sleep(options.slow_after)
-            conn.transport.pause_reading()
+            conn.pause()
             if options.slow_for > 0:
-                conn.loop.call_later(options.slow_for, conn.transport.resume_reading)
+                conn.loop.call_later(options.slow_for, conn.resume)
 
     # -- the run ------------------------------------------------------------------------
 
     def _totals(self) -> dict[str, Any]:
         conns = self.conns
         return {
-            "ticks": sum(c.ticks for c in conns),
-            "frames": sum(c.frames for c in conns),
-            "bytes": sum(c.nbytes for c in conns),
-            "covered": sum(c.covered for c in conns),
+            "ticks": sum(c.tally.ticks for c in conns),
+            "frames": sum(c.tally.frames for c in conns),
+            "bytes": sum(c.tally.nbytes for c in conns),
+            "covered": sum(c.tally.covered for c in conns),
             "open": sum(1 for c in conns if c.lost_code is None),
             "cpu": time.process_time(),
             "time": time.time(),
@@ -436,19 +178,19 @@ class Worker:
             now = time.time()
             fresh = self.sampler.freshness
             for conn in random.sample(pool, min(len(pool), options.freshness_clients)):
-                for ts in conn.held_ts.values():
+                for ts in conn.tally.held_ts.values():
                     fresh.append(now - ts)
 
     def _begin(self) -> None:
         self.window["start"] = self._totals()
-        self.window["per_client"] = [c.ticks for c in self.conns]
+        self.window["per_client"] = [c.tally.ticks for c in self.conns]
         self.window["closed_before"] = sum(1 for c in self.conns if c.lost_code is not None)
         self.sampler.measuring = True
 
     def _end(self) -> None:
         self.sampler.measuring = False
         self.window["end"] = self._totals()
-        self.window["per_client_end"] = [c.ticks for c in self.conns]
+        self.window["per_client_end"] = [c.tally.ticks for c in self.conns]
 
     async def _wait_control(self, slot: int) -> float:
         while self.control[slot] == 0.0:
@@ -487,7 +229,7 @@ class Worker:
         except asyncio.CancelledError:
             self.window.setdefault("start", self._totals())
             self.window.setdefault("end", self._totals())
-            self.window.setdefault("per_client", [c.ticks for c in self.conns])
+            self.window.setdefault("per_client", [c.tally.ticks for c in self.conns])
         finally:
             progress.cancel()
             freshness.cancel()
@@ -497,26 +239,21 @@ class Worker:
     async def _drain_slow(self) -> None:
         slow = [c for c in self.conns if c.spec.slow and c.lost_code is None]
         for conn in slow:
-            conn.transport.resume_reading()
+            conn.resume()
         if slow:
-            await asyncio.wait([c.connection_lost_waiter for c in slow], timeout=self.options.drain)
+            await asyncio.wait([c.lost for c in slow], timeout=self.options.drain)
 
     async def _close_all(self) -> None:
         open_conns = [c for c in self.conns if c.lost_code is None]
         for conn in open_conns:
             conn.closing_by_us = True
-        for task in self.readers:
-            task.cancel()
         if open_conns:
             await asyncio.wait([asyncio.ensure_future(c.close()) for c in open_conns], timeout=5)
-        for conn in open_conns:
-            if conn.protocol.state is not State.CLOSED:
-                conn.transport.abort()
 
     def _result(self) -> dict[str, Any]:
         window = self.window
         before = window.get("per_client", [])
-        after = window.get("per_client_end", [c.ticks for c in self.conns])
+        after = window.get("per_client_end", [c.tally.ticks for c in self.conns])
         per_client = [
             {"index": c.spec.index, "slow": c.spec.slow, "delivered": after[i] - before[i]}
             for i, c in enumerate(self.conns[: len(before)])
@@ -534,20 +271,20 @@ class Worker:
                     slow_close_times.append(conn.closed_at)
             elif conn.lost_code is not None:
                 closes[code] += 1
-        verified = [c for c in self.conns if c.spec.verified]
+        verified = [c.tally for c in self.conns if c.spec.verified]
         rates: list[float] = []
         per_second_max = 0
         start_t = window.get("start", {}).get("time", 0.0)
-        for conn in verified:
-            if conn.spec.slow:
+        for tally in verified:
+            if tally.spec.slow:
                 continue
-            rates.extend(conn.window_counts.values())
-            for times in conn.window_times.values():
+            rates.extend(tally.window_counts.values())
+            for times in tally.window_times.values():
                 buckets = Counter(int(t - start_t) for t in times)
                 per_second_max = max(per_second_max, max(buckets.values(), default=0))
         errors: Counter[str] = Counter()
         for conn in self.conns:
-            errors.update(conn.errors)
+            errors.update(conn.tally.errors)
         return {
             "start": window.get("start"),
             "end": window.get("end"),

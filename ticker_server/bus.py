@@ -3,7 +3,7 @@
 The feed side announces the listings once and publishes batches of ticks; the
 gateway side reads the listings, recent history (for a gateway that starts
 after the feed) and a stream of batches. :class:`LocalBus` connects the two in
-one process; ``redis_bus.RedisBus`` connects processes through Redis. Both
+one process; :class:`~.redis_bus.RedisBus` connects processes through Redis. Both
 deliver batches through a plain callback, so the gateway's fan-out is the same
 code whatever the bus.
 """
@@ -29,8 +29,9 @@ EpochCallback = Callable[[str, Sequence[SymbolInfo]], None]
 class Bus(Protocol):
     """What the feed publishes to and the gateways read from."""
 
-    epoch: str
-    """Identifies the feed's run; seqs compare only within one epoch."""
+    @property
+    def epoch(self) -> str:
+        """Identifies the feed's run; seqs compare only within one epoch."""
 
     async def open(self) -> None:
         """Connect (or prepare); called once before anything else."""

@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from .config import ServerConfig, redact_url
@@ -46,7 +48,45 @@ def _port(text: str) -> int:
     return value
 
 
-def _build_parser() -> argparse.ArgumentParser:
+class _ConfigFlags:
+    """Adds flags whose default is a :class:`ServerConfig` field, so each default is written once.
+
+    Each flag's ``dest`` is its field's name; :meth:`values` reads them all back
+    for :func:`dataclasses.replace`.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, defaults: ServerConfig) -> None:
+        self.parser = parser
+        self.defaults = defaults
+        self.fields: list[str] = []
+
+    def add(self, flag: str, text: str, *, field: str | None = None, **kwargs: Any) -> None:
+        """Add ``flag`` for ``field`` (by default the flag's name with ``_`` for ``-``).
+
+        A bool field gets ``--flag/--no-flag``, a tuple field a repeatable flag (or, with
+        ``action='store'``, one comma-separated value).
+        """
+        name = field or flag.removeprefix("--").replace("-", "_")
+        default = getattr(self.defaults, name)
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.setdefault("metavar", flag.removeprefix("--").replace("-", "_").upper())
+        if isinstance(default, tuple) and "action" not in kwargs:
+            kwargs["action"] = "append"
+            default = list(default)  # argparse appends to a copy of it
+        elif isinstance(default, tuple):
+            default = ",".join(default)  # as it would be typed, and parsed as if it was
+        if default not in (None, []):
+            text += " (default %(default)s)"
+        self.parser.add_argument(flag, dest=name, default=default, help=text, **kwargs)
+        self.fields.append(name)
+
+    def values(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {name: getattr(args, name) for name in self.fields}
+
+
+def _build_parser(defaults: ServerConfig) -> tuple[argparse.ArgumentParser, _ConfigFlags]:
     parser = argparse.ArgumentParser(
         prog="ticker-server",
         description="Stream a simulated stock market over WebSocket (protocol v1). "
@@ -56,104 +96,80 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "role", nargs="?", choices=["feed", "gateway"], help="run one side only (needs --broker)"
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    flags = _ConfigFlags(parser, defaults)
+    flag = flags.add
+    flag("--host", "address to listen on")
+    flag("--port", "port; 0 picks a free one", type=_port)
+    flag(
+        "--symbols",
+        "comma-separated symbols; none: a universe of 20 large US stocks",
+        action="store",
     )
-    parser.add_argument(
-        "--port", type=_port, default=8765, help="port (default 8765; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--symbols", help="comma-separated symbols (default: a universe of 20 large US stocks)"
-    )
-    parser.add_argument(
-        "--tick-rate",
-        type=_positive(float),
-        default=5.0,
-        help="mean ticks/s per symbol (default 5)",
-    )
-    parser.add_argument(
-        "--seed", type=int, help="random seed: the same seed gives the same prices and sizes"
-    )
-    parser.add_argument(
-        "--max-rate",
-        type=_non_negative,
-        default=50.0,
-        help="cap on updates/s per symbol per client (default 50; 0: no cap)",
-    )
-    parser.add_argument(
-        "--history", type=_positive(int), default=1000, help="ticks kept per symbol for snapshots"
-    )
-    parser.add_argument(
-        "--heartbeat", type=_positive(float), default=5.0, help="idle seconds before a heartbeat"
-    )
-    parser.add_argument(
-        "--max-symbols", type=_positive(int), default=200, help="symbols per connection (200)"
-    )
-    parser.add_argument(
+    flag("--tick-rate", "mean ticks/s per symbol", type=_positive(float))
+    flag("--seed", "random seed: the same seed gives the same prices and sizes", type=int)
+    flag("--max-rate", "cap on updates/s per symbol per client; 0: no cap", type=_non_negative)
+    flag("--history", "ticks kept per symbol for snapshots", type=_positive(int))
+    flag("--heartbeat", "idle seconds before a heartbeat", type=_positive(float))
+    flag("--max-symbols", "symbols per connection", type=_positive(int))
+    flag(
         "--max-buffer",
+        "bytes buffered for a client above which it is treated as slow",
         type=_positive(int),
-        default=32 * 1024,
-        help="bytes buffered for a client above which it is treated as slow (32768)",
     )
-    parser.add_argument(
+    flag(
         "--slow-grace",
+        "seconds a slow client may stay above --max-buffer before close 1013",
         type=_positive(float),
-        default=30.0,
-        help="seconds a slow client may stay above --max-buffer before close 1013 (30)",
     )
-    parser.add_argument(
+    flag(
         "--sndbuf",
+        "SO_SNDBUF of client sockets in bytes (default: kernel autotuning, up to ~4 MB)",
         type=_positive(int),
-        help="SO_SNDBUF of client sockets in bytes (default: kernel autotuning, up to ~4 MB)",
     )
-    parser.add_argument(
-        "--max-connections", type=_positive(int), default=10_000, help="beyond it: HTTP 503"
-    )
-    parser.add_argument(
-        "--request-rate", type=_positive(float), default=20.0, help="requests/s per client (20)"
-    )
-    parser.add_argument(
-        "--request-burst", type=_positive(float), default=50.0, help="request burst per client (50)"
-    )
-    parser.add_argument(
+    flag("--max-connections", "connections beyond which HTTP 503 is answered", type=_positive(int))
+    flag("--request-rate", "requests/s per client", type=_positive(float))
+    flag("--request-burst", "request burst per client", type=_positive(float))
+    flag(
         "--token",
-        action="append",
-        default=[],
-        help="accepted bearer token (repeatable; also TICKER_TOKEN, comma-separated)",
+        "accepted bearer token (repeatable; also TICKER_TOKEN, comma-separated)",
+        field="tokens",
     )
-    parser.add_argument(
+    flag(
         "--allow-origin",
-        action="append",
-        default=[],
-        help="accepted browser Origin (repeatable); clients sending no Origin are still accepted",
+        "accepted browser Origin (repeatable); clients sending no Origin are still accepted",
+        field="allow_origins",
     )
-    parser.add_argument(
-        "--require-origin",
-        action="store_true",
-        help="with --allow-origin, also refuse clients that send no Origin header",
-    )
-    parser.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
-    parser.add_argument("--keyfile", help="TLS private key (PEM)")
-    parser.add_argument("--compression", action="store_true", help="enable permessage-deflate")
-    parser.add_argument("--broker", help="redis://HOST:PORT/DB: publish to or read from Redis")
+    flag("--require-origin", "with --allow-origin, also refuse clients that send no Origin header")
+    flag("--certfile", "TLS certificate (PEM): serve wss://")
+    flag("--keyfile", "TLS private key (PEM)")
+    flag("--compression", "permessage-deflate compression")
+    flag("--broker", "redis://HOST:PORT/DB: publish to or read from Redis")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument(
         "--print-schema", action="store_true", help="print the protocol's JSON Schema and exit"
     )
-    return parser
+    return parser, flags
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, argparse.Namespace]:
-    """Parse flags into a config; exits with a clear message on bad input."""
-    parser = _build_parser()
+def parse_args(
+    argv: Sequence[str] | None = None, defaults: ServerConfig | None = None
+) -> tuple[ServerConfig, argparse.Namespace]:
+    """Parse flags into a config; exits with a clear message on bad input.
+
+    Args:
+        argv: the flags (default: ``sys.argv[1:]``).
+        defaults: what an absent flag means (default: :class:`ServerConfig`'s own defaults).
+    """
+    defaults = defaults or ServerConfig()
+    parser, flags = _build_parser(defaults)
     args = parser.parse_args(argv)
-    symbols: tuple[str, ...] | None = None
-    if args.symbols is not None:
+    values = flags.values(args)
+    if isinstance(values["symbols"], str):
         try:
-            symbols = tuple(
-                item.symbol for item in listings_for(args.symbols.split(","), args.seed)
+            values["symbols"] = tuple(
+                item.symbol for item in listings_for(values["symbols"].split(","), args.seed)
             )
         except ValueError as exc:
             parser.error(f"--symbols: {exc}")
@@ -161,37 +177,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, argpars
         parser.error("--broker must be a redis://, rediss:// or unix:// URL")
     if args.role and not args.broker:
         parser.error(f"the '{args.role}' role needs --broker redis://HOST:PORT/DB")
-    if args.require_origin and not args.allow_origin:
+    if args.require_origin and not args.allow_origins:
         parser.error("--require-origin needs --allow-origin")
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
-    tokens = list(args.token)
+    tokens = list(args.tokens)
     tokens += [t for t in os.environ.get("TICKER_TOKEN", "").split(",") if t.strip()]
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        symbols=symbols,
-        tick_rate=args.tick_rate,
-        seed=args.seed,
-        max_rate=args.max_rate,
-        history=args.history,
-        heartbeat=args.heartbeat,
-        max_symbols=args.max_symbols,
-        max_buffer=args.max_buffer,
-        slow_grace=args.slow_grace,
-        sndbuf=args.sndbuf,
-        request_rate=args.request_rate,
-        request_burst=args.request_burst,
-        max_connections=args.max_connections,
-        tokens=tuple(t.strip() for t in tokens),
-        allow_origins=tuple(args.allow_origin),
-        require_origin=args.require_origin,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        compression=args.compression,
-        broker=args.broker,
-        role=args.role or "all",
-    )
+    values["tokens"] = tuple(t.strip() for t in tokens)
+    values["allow_origins"] = tuple(args.allow_origins)
+    config = replace(defaults, **values, role=args.role or defaults.role)
     return config, args
 
 

@@ -3,9 +3,9 @@
 The cost of the fan-out is proportional to what is delivered, not to what the
 feed generates:
 
-* A :class:`SymbolBook` holds each symbol's recent history once: the encoded
-  bytes of every tick (for snapshots and resume) and rings of its fields (for
-  the open, high, low and size of a conflated update).
+* A :class:`~.book.SymbolBook` holds each symbol's recent history once: the
+  encoded bytes of every tick (for snapshots and resume) and rings of its fields
+  (for the open, high, low and size of a conflated update).
 * A subscriber's state per symbol is the seq and volume it was last sent, its
   window and where it waits. Nothing is queued per subscriber: a pending update
   is simply "the book's seq is newer than what I was sent", so memory per
@@ -30,26 +30,29 @@ every subscriber and every gateway. Per subscriber and symbol:
 
 A subscriber that may send a symbol at once is *armed* on it and a new tick
 visits only the armed subscribers; after a send it *waits* on the
-:class:`TimerWheel` for the next window boundary, where all subscribers of that
-window wake together. Subscribers of the same symbols and window that are in
-step ride one :class:`SubscriberGroup`: one cursor and one encoded frame for all.
+:class:`~.timer_wheel.TimerWheel` for the next window boundary, where all
+subscribers of that window wake together. Subscribers of the same symbols and
+window that are in step ride one :class:`~.subscriber.SubscriberGroup`: one
+cursor and one encoded frame for all.
+
+The books are in :mod:`.book`, the subscribers' states in :mod:`.subscriber`,
+the wheel in :mod:`.timer_wheel`; this module decides.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-import numpy as np
-
-from .protocol import MAX_FRAME, Tick, encode_tick, ts_micros, window_micros
+from .book import FRAME_PREFIX, FRAME_SUFFIX, SymbolBook, ticks_frames
+from .protocol import Tick, ts_micros, window_micros
+from .subscriber import Phase, Subscriber, SubscriberGroup, SymbolState
+from .timer_wheel import TimerWheel
 
 __all__ = [
     "CATCHUP_WINDOWS",
     "FRAME_PREFIX",
     "FRAME_SUFFIX",
+    "UNMERGED_MAX",
     "Fanout",
     "Phase",
     "Subscriber",
@@ -60,11 +63,6 @@ __all__ = [
     "ticks_frames",
 ]
 
-FRAME_PREFIX = b'{"type":"ticks","ticks":['
-FRAME_SUFFIX = b"]}"
-PRICE_RING = 16384
-"""Ticks whose fields are kept per symbol for conflated updates (at least --history)."""
-
 UNMERGED_MAX = 16
 """An unthrottled subscriber at most this many ticks behind gets each of them; further behind
 (a slow consumer catching up) it gets one conflated update, so what it sees is fresh."""
@@ -72,289 +70,6 @@ UNMERGED_MAX = 16
 CATCHUP_WINDOWS = 2
 """A subscriber catching up after its socket was full gets one exact update per window when its
 oldest pending tick is at most this many windows old, else one merged update per symbol."""
-
-
-def ticks_frames(parts: Sequence[bytes]) -> list[bytes]:
-    """Join pre-encoded ticks into ``ticks`` messages, each within :data:`MAX_FRAME`."""
-    room = MAX_FRAME - len(FRAME_PREFIX) - len(FRAME_SUFFIX)
-    frames: list[bytes] = []
-    start, size = 0, -1
-    for i, part in enumerate(parts):
-        if size + len(part) + 1 > room and i > start:
-            frames.append(FRAME_PREFIX + b",".join(parts[start:i]) + FRAME_SUFFIX)
-            start, size = i, -1
-        size += len(part) + 1
-    if start < len(parts):
-        frames.append(FRAME_PREFIX + b",".join(parts[start:]) + FRAME_SUFFIX)
-    return frames
-
-
-class SymbolBook:
-    """One symbol's latest state and recent history, encoded once for all subscribers.
-
-    Args:
-        symbol: the symbol.
-        history: how many recent ticks to keep for snapshots and resume.
-    """
-
-    def __init__(self, symbol: str, history: int) -> None:
-        self.symbol = symbol
-        self.seq = 0
-        """Seq of the newest tick held (0 before the first)."""
-        self.volume = 0
-        self.latest: Tick | None = None
-        self.latest_bytes = b""
-        self._encoded: deque[bytes] = deque(maxlen=max(history, 1))
-        self._history = history
-        ring = max(PRICE_RING, history)
-        self._ring = ring
-        self._prices = np.zeros(ring, dtype=np.float64)
-        self._bids = np.zeros(ring, dtype=np.float64)
-        self._asks = np.zeros(ring, dtype=np.float64)
-        self._ts = np.zeros(ring, dtype=np.float64)
-        self._volumes = np.zeros(ring, dtype=np.int64)
-        self._keys = np.zeros(ring, dtype=np.int64)
-        """Each tick's ts in microseconds, never below its predecessor's: its window key."""
-        self._from = 1
-        """Oldest seq of the contiguous run now in the rings."""
-
-    def append(self, tick: Tick) -> bool:
-        """Take a new tick; False (and nothing changes) when its seq is not newer."""
-        if tick.seq <= self.seq:
-            return False
-        data = encode_tick(
-            tick.symbol, tick.seq, tick.ts, tick.price, tick.bid, tick.ask, tick.size, tick.volume
-        )
-        key = ts_micros(tick.ts)
-        if tick.seq != self.seq + 1:
-            # A hole (a gateway joining late, a feed that skipped): keep what is held contiguous.
-            self._encoded.clear()
-            self._from = tick.seq
-        elif self.seq:
-            # A feed clock that stepped back must not reopen a window that already went out.
-            key = max(key, int(self._keys[self.seq % self._ring]))
-        i = tick.seq % self._ring
-        self._encoded.append(data)
-        self._prices[i] = tick.price
-        self._bids[i] = tick.bid
-        self._asks[i] = tick.ask
-        self._ts[i] = tick.ts
-        self._volumes[i] = tick.volume
-        self._keys[i] = key
-        self.seq = tick.seq
-        self.volume = tick.volume
-        self.latest = tick
-        self.latest_bytes = data
-        return True
-
-    @property
-    def first_held(self) -> int:
-        """Seq of the oldest tick still in the history (seq + 1 when it is empty)."""
-        return self.seq - len(self._encoded) + 1
-
-    @property
-    def first_in_ring(self) -> int:
-        """Seq of the oldest tick whose fields are still in the rings."""
-        return max(self._from, self.seq - self._ring + 1, 1)
-
-    def snapshot(self, count: int) -> list[bytes]:
-        """The newest ``count`` ticks (at most the history), oldest first."""
-        if count <= 0 or self._history <= 0:
-            return []
-        held = len(self._encoded)
-        return list(self._encoded)[max(held - count, 0) :]
-
-    def recent(self, count: int) -> list[bytes] | None:
-        """The newest ``count`` ticks, oldest first, or None when fewer are held."""
-        encoded = self._encoded
-        if count > len(encoded):
-            return None
-        return [encoded[i] for i in range(-count, 0)]
-
-    def since(self, seq: int) -> list[bytes] | None:
-        """The ticks after ``seq``, or None when some of them are no longer held."""
-        if seq >= self.seq:
-            return []
-        if seq + 1 < self.first_held:
-            return None
-        held = list(self._encoded)
-        return held[seq + 1 - self.first_held :]
-
-    def volume_at(self, seq: int) -> int:
-        """Cumulative volume as it stood after tick ``seq`` (0 before the first tick)."""
-        if seq <= 0:
-            return 0
-        if seq >= self.seq:
-            return self.volume
-        seq = max(seq, self.first_in_ring)
-        return int(self._volumes[seq % self._ring])
-
-    def key(self, seq: int) -> int:
-        """The window key (ts in microseconds) of a tick in the rings."""
-        return int(self._keys[max(seq, self.first_in_ring) % self._ring])
-
-    def last_before(self, after: int, limit: int) -> int:
-        """The newest seq after ``after`` whose key is below ``limit`` (``after`` if none)."""
-        lo, hi = after + 1, self.seq  # keys never decrease, so bisect on seq
-        keys, ring = self._keys, self._ring
-        lo = max(lo, self.first_in_ring)
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            if keys[mid % ring] < limit:
-                lo = mid + 1
-            else:
-                hi = mid - 1
-        return max(hi, after)
-
-    def update(self, after: int, upto: int, volume: int) -> bytes:
-        """The update covering ticks ``after + 1`` to ``upto`` (``volume``: that after ``after``).
-
-        One tick gives its pre-encoded bytes; more give a conflated tick with
-        merged, open, high, low and the summed size, stamped as the last.
-        """
-        merged = upto - after
-        if upto == self.seq and merged == 1:
-            return self.latest_bytes
-        ring = self._ring
-        j = upto % ring
-        if merged == 1 and upto >= self.first_held:
-            return self._encoded[upto - self.first_held]
-        i = max(after + 1, self.first_in_ring) % ring
-        high = low = 0.0
-        if merged > 1:  # a single tick outside the held history needs no range
-            if i <= j:
-                window = self._prices[i : j + 1]
-                high, low = float(window.max()), float(window.min())
-            else:
-                head, tail = self._prices[i:], self._prices[: j + 1]
-                high = float(max(head.max(), tail.max()))
-                low = float(min(head.min(), tail.min()))
-        total = int(self._volumes[j])
-        return encode_tick(
-            self.symbol,
-            upto,
-            float(self._ts[j]),
-            float(self._prices[j]),
-            float(self._bids[j]),
-            float(self._asks[j]),
-            total - volume,
-            total,
-            merged,
-            high,
-            low,
-            float(self._prices[i]),
-        )
-
-
-class Phase:
-    """Where a subscriber's symbol is in its cycle (plain ints: this is the hot path)."""
-
-    ARMED = 0
-    """May send at once: the next tick makes it ready (it sits in the book's armed set)."""
-    READY = 1
-    """Goes out in the next frame (the symbol is in the subscriber's ``ready``)."""
-    WAITING = 2
-    """Sent in the current window; waits on the wheel for the boundary ``due``."""
-    RIDING = 3
-    """Idle: the subscriber rides a group, whose state stands for its own."""
-
-
-@dataclass(eq=False, slots=True)
-class SymbolState:
-    """What one subscriber holds of one symbol."""
-
-    window: int
-    """Microseconds per window (1 / granted rate); 0 for unthrottled."""
-    last_seq: int
-    last_volume: int
-    phase: int = Phase.ARMED
-    sent: int = -1
-    """Microsecond time of the last update sent (-1: none yet)."""
-    due: int = 0
-    """While WAITING: the boundary (microseconds) it waits for."""
-
-    def in_step_with(self, other: SymbolState) -> bool:
-        """True when both will receive the same updates from now on."""
-        return (
-            self.window == other.window
-            and self.last_seq == other.last_seq
-            and self.phase == other.phase
-            and (self.phase != Phase.WAITING or self.due == other.due)
-        )
-
-
-@dataclass(eq=False, slots=True)
-class Subscriber:
-    """One client's subscriptions and what is waiting to go out to it."""
-
-    name: str = ""
-    symbols: dict[str, SymbolState] = field(default_factory=dict)
-    ready: set[str] = field(default_factory=set)
-    """Symbols whose update goes out in the next frame."""
-    blocked: bool = False
-    """Set by the I/O layer while the client's socket is above its high-water mark."""
-    catch_up: bool = False
-    """Set by the I/O layer when the socket drained: the next frame may merge what piled up.
-    Only then: a flush that is merely late (a busy server) still sends every window exactly."""
-    closed: bool = False
-    group: SubscriberGroup | None = None
-    """The group this subscriber currently rides with; its own states are idle meanwhile."""
-
-
-@dataclass(eq=False, slots=True)
-class SubscriberGroup(Subscriber):
-    """Subscribers of the same symbols and window, in step: one cursor, one frame for all.
-
-    The fan-out visits the group once per tick and builds its frame once; the
-    I/O layer writes that frame to each member. A member that falls behind (its
-    socket fills up) or changes its subscription leaves with the group's
-    position and carries on alone until it is in step again.
-    """
-
-    members: set[Subscriber] = field(default_factory=set)
-
-
-Entry = tuple[Subscriber, str, SymbolState]
-
-
-class TimerWheel:
-    """Entries due at window boundaries (integer microseconds), popped in time order (pure).
-
-    Every subscriber of a window waits for the same boundaries, so each boundary
-    is one heap entry and one bucket, whatever the number of subscribers.
-    """
-
-    def __init__(self) -> None:
-        self._slots: dict[int, dict[tuple[Subscriber, str], Entry]] = {}
-        self._heap: list[int] = []
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._slots.values())
-
-    def schedule(self, due: int, entry: Entry) -> None:
-        """Due at microsecond time ``due``."""
-        bucket = self._slots.get(due)
-        if bucket is None:
-            self._slots[due] = bucket = {}
-            heapq.heappush(self._heap, due)
-        bucket[entry[0], entry[1]] = entry
-
-    def cancel(self, due: int, sub: Subscriber, symbol: str) -> None:
-        """Drop ``sub``'s entry for ``symbol`` at ``due``, if any (a subscriber that left)."""
-        bucket = self._slots.get(due)
-        if bucket is not None:
-            bucket.pop((sub, symbol), None)
-
-    def next_time(self) -> float | None:
-        """Seconds of the earliest boundary with entries, or None."""
-        return self._heap[0] / 1_000_000 if self._heap else None
-
-    def pop_due(self, now: int) -> list[Entry]:
-        """Every entry due at or before microsecond time ``now``."""
-        due: list[Entry] = []
-        while self._heap and self._heap[0] <= now:
-            due.extend(self._slots.pop(heapq.heappop(self._heap)).values())
-        return due
 
 
 class Fanout:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,69 @@ async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:
     )
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+NO_FLAG = {"ping_interval", "ping_timeout", "open_timeout", "role"}
+"""ServerConfig fields without a flag of their own (the role is the positional argument)."""
+CHANGED = ServerConfig(
+    host="10.1.2.3",
+    port=1,
+    symbols=("MSFT",),
+    tick_rate=2.5,
+    seed=7,
+    max_rate=3.0,
+    history=10,
+    heartbeat=1.5,
+    max_symbols=3,
+    max_buffer=999,
+    slow_grace=4.0,
+    sndbuf=4096,
+    request_rate=2.0,
+    request_burst=3.0,
+    max_connections=5,
+    compression=True,
+    tokens=("secret",),
+    allow_origins=("https://example.com",),
+    require_origin=True,
+    certfile="cert.pem",
+    keyfile="key.pem",
+    broker="redis://127.0.0.1:6379/0",
+)
+"""A config whose every flagged field differs from the default."""
+
+
+def test_no_flags_give_the_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without flags the CLI builds exactly ServerConfig()'s defaults."""
+    monkeypatch.delenv("TICKER_TOKEN", raising=False)
+    assert parse_args([])[0] == ServerConfig()
+
+
+def test_every_flag_default_is_read_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each flag's default comes from the config it is given, none is written in the CLI."""
+    monkeypatch.delenv("TICKER_TOKEN", raising=False)
+    for item in fields(ServerConfig):
+        if item.name not in NO_FLAG:
+            assert getattr(CHANGED, item.name) != item.default, f"CHANGED keeps {item.name}"
+    assert parse_args([], defaults=CHANGED)[0] == CHANGED
+
+
+@pytest.mark.parametrize("defaults", [ServerConfig(), CHANGED], ids=["default", "changed"])
+def test_help_shows_the_config_defaults(
+    defaults: ServerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help states each flag's default as the config has it."""
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--help"], defaults=defaults)
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    shown = 0
+    for item in fields(ServerConfig):
+        value = getattr(defaults, item.name)
+        if item.name in NO_FLAG or value is None or value == ():
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value) if item.name == "symbols" else list(value)
+        flag = "--" + item.name.replace("_", "-")
+        assert f"(default {value})" in text, f"{flag}: default {value} not in --help"
+        shown += 1
+    assert shown >= 14

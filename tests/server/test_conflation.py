@@ -367,8 +367,8 @@ def test_group_shares_one_cursor_and_leaving_keeps_the_position() -> None:
     for sub in (a, b):
         fanout.subscribe(sub, "AAPL", 0.0)
         assert fanout.join(sub)
-    assert a.group is b.group is not None
     group = a.group
+    assert group is not None and b.group is group
     assert fanout.ingest(ticks[1:2]) == {group}, "a tick visits the group, not each member"
     assert [t.seq for t in frames_ticks(fanout.take_frames(group, T0))] == [2]
     assert fanout.delivered == 2, "one update counted per member"
