@@ -175,7 +175,7 @@ class TickerClient:
         await self.connection.reconnect()
 
     def watch(self, symbols: Iterable[str]) -> list[str]:
-        """Want ``symbols`` from now on (sent soon if connected, else on connect); returns the new."""
+        """Want ``symbols`` from now on (sent soon if live, else on connect); returns the new."""
         return self.session.subscribe(list(symbols))
 
     def unwatch(self, symbols: Iterable[str]) -> list[str]:

@@ -191,7 +191,7 @@ class ClientSession:
     # -- what the connection and the facade tell it -----------------------------------------
 
     def open(self, frame: str | bytes) -> None:
-        """A connection's first frame, which must be a believable v1 hello; asks for the watched set.
+        """A connection's first frame, which must be a believable v1 hello; asks for the watched.
 
         Raises:
             ProtocolMismatch: the frame is not such a hello.
@@ -202,7 +202,8 @@ class ClientSession:
             why = f"a {hello.type} message" if hello is not None else decoded.rejected[0][1]
             raise ProtocolMismatch(f"the server's first message is not a hello: {why}")
         if hello.protocol != PROTOCOL_VERSION:
-            raise ProtocolMismatch(f"server speaks protocol {hello.protocol}, not {PROTOCOL_VERSION}")
+            why = f"server speaks protocol {hello.protocol}, not {PROTOCOL_VERSION}"
+            raise ProtocolMismatch(why)
         wrong = check_hello(hello)
         if wrong is not None:
             raise ProtocolMismatch(wrong)
@@ -245,7 +246,7 @@ class ClientSession:
             self._dispatch(decoded.message)
 
     def subscribe(self, symbols: list[str]) -> list[str]:
-        """Watch ``symbols`` too (asked for at once if live, else on connect); returns the new ones."""
+        """Watch ``symbols`` too (asked for now if live, else on connect); returns the new ones."""
         return self.watched.add(symbols)
 
     def unsubscribe(self, symbols: list[str]) -> list[str]:
@@ -362,7 +363,8 @@ class ClientSession:
             report.detail,
         )
         totals = tuple(self.gate.rejections.totals.items())
-        self._events.append(InputRejected(report.reason, report.count, report.detail, totals, quiet))
+        rejected = InputRejected(report.reason, report.count, report.detail, totals, quiet)
+        self._events.append(rejected)
 
     def _request(self, kind: str, symbols: list[str]) -> RequestId:
         rid = next(self._ids)

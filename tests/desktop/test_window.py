@@ -15,6 +15,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from ticker_desktop.app import make_window
 from ticker_desktop.client import ConnectionState, SubscriptionChanged, TicksReceived
 from ticker_desktop.main_window import MainWindow
 from ticker_server.app import ServerConfig, TickerServer
@@ -50,7 +51,7 @@ class Desk:
         settings = settings or QSettings(
             str(self.tmp_path / "settings.ini"), QSettings.Format.IniFormat
         )
-        window = MainWindow(url, symbols, settings, FAST)
+        window = make_window(url, symbols, settings, FAST)
         window.resize(1200, 760)
         window.show()
         window.start()
