@@ -133,6 +133,7 @@ class ClientSession:
         self._answers: list[Answer] = []
         self._server_errors = LogThrottle(options.log_interval, monotonic)
         self._refusing = False
+        self._wanted = watched.view()
         watched.add_listener(self._on_watched)
 
     # -- what the connection and the facade read ------------------------------------------
@@ -291,11 +292,11 @@ class ClientSession:
 
     def _dispatch(self, message: ServerMessage) -> None:
         if isinstance(message, Ticks):
-            fresh = self.gate.ticks(message.ticks, self.watched)
+            fresh = self.gate.ticks(message.ticks, self._wanted)
             if fresh:
                 self._events.append(TicksReceived(fresh))
         elif isinstance(message, Snapshot):
-            fresh = self.gate.snapshot(message, self.watched)
+            fresh = self.gate.snapshot(message, self._wanted)
             if fresh:
                 self._events.append(TicksReceived(fresh, message.symbol))
         elif isinstance(message, Pong):

@@ -9,7 +9,7 @@ session when the server refuses a symbol) edits it here and everyone hears of it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, KeysView
 from dataclasses import dataclass
 
 __all__ = ["WatchChange", "WatchedSymbols", "normalise"]
@@ -51,6 +51,10 @@ class WatchedSymbols:
     def symbols(self) -> list[str]:
         """The watched symbols, in the order they were added."""
         return list(self._symbols)
+
+    def view(self) -> KeysView[str]:
+        """A live, read-only view of the set: membership tests at C speed, for per-tick paths."""
+        return self._symbols.keys()
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._symbols
