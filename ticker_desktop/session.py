@@ -47,16 +47,7 @@ from ticker_server.protocol import (
     encode,
 )
 
-from .edge import (
-    QUIET,
-    Gate,
-    LogThrottle,
-    Report,
-    believable_info,
-    check_hello,
-    decode_frame,
-    shorten,
-)
+from .edge import QUIET, Gate, believable_info, check_hello, decode_frame, shorten
 from .events import (
     ClientEvent,
     HelloReceived,
@@ -68,6 +59,7 @@ from .events import (
     TicksReceived,
 )
 from .options import ClientOptions, is_rate
+from .throttle import LogThrottle, Report
 from .watched import WatchChange, WatchedSymbols, normalise
 
 __all__ = ["Answer", "ClientMessage", "ClientSession", "ProtocolMismatch"]
