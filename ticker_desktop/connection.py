@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 
@@ -36,12 +37,19 @@ from .retry import Backoff, close_floor, describe_close, describe_error
 from .session import ClientSession, ProtocolMismatch
 from .watched import WatchChange
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ssl_context"]
 
 log = logging.getLogger("ticker_desktop.client")
 
 SLICE = 0.01
 """Seconds of frame handling after which the reader yields to the event loop."""
+
+
+def ssl_context(url: str, cafile: str | None) -> ssl.SSLContext | None:
+    """The TLS settings for ``url`` (None for ws://): the system's trust store, or ``cafile``."""
+    if not url.startswith("wss://"):
+        return None
+    return ssl.create_default_context(cafile=cafile)
 
 
 class Connection:
@@ -184,7 +192,7 @@ class Connection:
             max_size=MAX_FRAME,
             compression=None,
             additional_headers={"Authorization": f"Bearer {opts.token}"} if opts.token else None,
-            ssl=opts.ssl_context(self.url),
+            ssl=ssl_context(self.url, opts.cafile),
             logger=MaskedLogger(
                 logging.getLogger("websockets.client"), opts.token, *url_secrets(self.url)
             ),

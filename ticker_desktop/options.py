@@ -2,13 +2,12 @@
 
 Both halves of the client read it: the session (:mod:`.session`) the request sizes,
 the rate to ask for and what to believe; the connection (:mod:`.connection`) the
-timings, TLS and token.
+timings, TLS and token. Nothing here does I/O, so the session stays pure.
 """
 
 from __future__ import annotations
 
 import math
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,9 +57,3 @@ class ClientOptions:
     never logged (left out of repr, and masked in websockets' debug log)."""
     cafile: str | None = None
     """PEM file of a private CA to trust for wss:// (default: the system's trust store)."""
-
-    def ssl_context(self, url: str) -> ssl.SSLContext | None:
-        """The TLS settings for ``url``: None for ws://."""
-        if not url.startswith("wss://"):
-            return None
-        return ssl.create_default_context(cafile=self.cafile)

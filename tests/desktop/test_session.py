@@ -10,6 +10,8 @@ request the session asks to send is compared with the one that was actually sent
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,3 +283,16 @@ def test_a_first_frame_that_is_not_a_v1_hello_is_refused(first: str, why: str) -
 def aapl_tick(now: float, seq: int) -> dict[str, Any]:
     return {"symbol": "AAPL", "seq": seq, "ts": now, "price": 200.0, "bid": 199.9, "ask": 200.1,
             "size": 1, "volume": seq}  # fmt: skip
+
+
+def test_the_session_loads_no_io_or_qt_layer() -> None:
+    """session, watched and export import neither asyncio, websockets, ssl nor Qt: they stay pure."""
+    layers = ("asyncio", "websockets", "ssl", "PySide6", "qasync")
+    code = (
+        "import sys, ticker_desktop.session, ticker_desktop.watched, ticker_desktop.export\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({layers!r})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
