@@ -39,8 +39,9 @@ import qasync
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from ticker_desktop.app import make_window
 from ticker_desktop.client import ClientOptions, ConnectionState, StateChanged
-from ticker_desktop.main_window import FRAME_MS, MainWindow
+from ticker_desktop.main_window import FRAME_MS
 from ticker_desktop.store import MarketStore
 from ticker_desktop.theme import apply_dark_theme
 from ticker_server.market import DEFAULT_UNIVERSE
@@ -154,9 +155,9 @@ class Ours:
     def __init__(self, args: argparse.Namespace, symbols: list[str], settings: Path) -> None:
         options = ClientOptions(max_rate=None) if args.unthrottled else ClientOptions()
         self.symbols = symbols
-        self.window = MainWindow(
+        self.window = make_window(
             args.url or "ws://127.0.0.1:9",
-            symbols,
+            (),
             QSettings(str(settings), QSettings.Format.IniFormat),
             options,
             remember_url=False,

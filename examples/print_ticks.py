@@ -21,6 +21,7 @@ from ticker_desktop.client import (
     StateChanged,
     TickerClient,
     TicksReceived,
+    WatchedSymbols,
 )
 
 
@@ -65,7 +66,9 @@ async def main() -> None:
             if args.count and live >= args.count:
                 done.set()
 
-    client = TickerClient(args.url, ClientOptions(snapshot=args.snapshot))
+    # The symbols to stream are one shared set: edit it (add/remove) and the client follows.
+    watched = WatchedSymbols(args.symbols.split(","))
+    client = TickerClient(args.url, ClientOptions(snapshot=args.snapshot), watched=watched)
     client.add_listener(show)
     client.add_listener(count)
     loop = asyncio.get_running_loop()
@@ -73,7 +76,6 @@ async def main() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, done.set)
     client.start()
-    await client.subscribe(args.symbols.split(","))
     try:
         await done.wait()
     finally:

@@ -4,6 +4,10 @@ Qt and asyncio share one loop (qasync); there are no networking threads.
 ``--demo`` starts ``python -m ticker_server --port 0`` as a child process (so
 the simulated feed runs on another core), reads the URL it logs, connects to
 it, and stops it with SIGTERM when the window closes.
+
+This is the composition root: :func:`make_bridge` wires the client and the store
+around one :class:`~.watched.WatchedSymbols`, and :func:`make_window` hands that to
+the window; tests and benchmarks build their windows through it too.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
 from . import preflight
-from .client import ClientOptions
+from .bridge import ClientBridge
+from .client import ClientOptions, TickerClient
 from .credentials import saved_token
-from .main_window import DEFAULT_SYMBOLS, DEFAULT_URL, MainWindow
+from .main_window import DEFAULT_SYMBOLS, DEFAULT_URL, MainWindow, dashboard_options
+from .store import MarketStore
 from .theme import apply_dark_theme
+from .watched import WatchedSymbols
 
-__all__ = ["DemoServer", "main", "parse_args", "run"]
+__all__ = ["DemoServer", "main", "make_bridge", "make_window", "parse_args", "run"]
 
 log = logging.getLogger("ticker_desktop")
 
@@ -131,6 +138,31 @@ class DemoServer:
                 self._transport = None
 
 
+def make_bridge(
+    url: str, symbols: Sequence[str] = (), options: ClientOptions | None = None
+) -> ClientBridge:
+    """The dashboard's client stack: a store and a client sharing one watched set.
+
+    The store is built first so that it holds a symbol's series before anyone
+    else hears the symbol was added.
+    """
+    watched = WatchedSymbols(symbols)
+    store = MarketStore(watched=watched)
+    client = TickerClient(url, dashboard_options(options), watched=watched)
+    return ClientBridge(client, store)
+
+
+def make_window(
+    url: str,
+    symbols: Sequence[str],
+    settings: QSettings,
+    options: ClientOptions | None = None,
+    remember_url: bool = True,
+) -> MainWindow:
+    """A dashboard window on ``url`` watching ``symbols`` (not yet shown or started)."""
+    return MainWindow(make_bridge(url, symbols, options), settings, remember_url)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ticker-desktop",
@@ -195,7 +227,7 @@ async def run(args: argparse.Namespace, settings: QSettings | None = None) -> in
     if args.cafile:
         settings.setValue("connection/cafile", args.cafile)
     options = ClientOptions(token=token, cafile=cafile)
-    window = MainWindow(url, symbols, settings, options=options, remember_url=not args.demo)
+    window = make_window(url, symbols, settings, options, remember_url=not args.demo)
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -2,7 +2,8 @@
 
 Ticks go straight into the :class:`~.store.MarketStore` (no signal per tick:
 the frame timer picks changes up); every other client event becomes a Qt
-signal. Requests from the widgets are run as tasks this bridge owns, logs the
+signal, and so does every change of the watched set the client and the store
+share. Requests from the widgets are run as tasks this bridge owns, logs the
 failures of, and cancels on :meth:`close`.
 """
 
@@ -29,6 +30,7 @@ from .client import (
     TicksReceived,
 )
 from .store import MarketStore
+from .watched import WatchChange
 
 __all__ = ["ClientBridge"]
 
@@ -43,7 +45,10 @@ class ClientBridge(QObject):
 
     Args:
         client: the connection (not yet started).
-        store: where ticks go.
+        store: where ticks go; it must hold the client's watched set.
+
+    Raises:
+        ValueError: the store and the client watch different sets.
     """
 
     state_changed = Signal(object)
@@ -62,15 +67,18 @@ class ClientBridge(QObject):
 
     def __init__(self, client: TickerClient, store: MarketStore, parent: QObject | None = None):
         super().__init__(parent)
+        if store.watched is not client.watched:
+            raise ValueError("the store and the client must share one WatchedSymbols")
         self.client = client
         self.store = store
         self._tasks: set[asyncio.Task[Any]] = set()
         self._live_once = False
         client.add_listener(self._on_event)
+        client.watched.add_listener(self._on_watched)
 
     @property
     def watched(self) -> list[str]:
-        return self.store.symbols
+        return self.client.watched.symbols
 
     # -- requests from the widgets -----------------------------------------------------
 
@@ -78,26 +86,12 @@ class ClientBridge(QObject):
         self.client.start()
 
     def watch(self, symbols: list[str]) -> None:
-        """Add symbols to the dashboard and subscribe to them."""
-        new = [
-            s.strip().upper() for s in symbols if s.strip() and s.strip().upper() not in self.store
-        ]
-        if not new:
-            return
-        for symbol in new:
-            self.store.add(symbol)
-        self.watched_changed.emit(self.store.symbols)
-        self._spawn(self.client.subscribe(new))
+        """Add symbols to the dashboard; the client subscribes to them."""
+        self.client.watch(symbols)
 
     def unwatch(self, symbols: list[str]) -> None:
-        """Remove symbols from the dashboard and unsubscribe."""
-        gone = [s for s in symbols if s in self.store]
-        if not gone:
-            return
-        for symbol in gone:
-            self.store.remove(symbol)
-        self.watched_changed.emit(self.store.symbols)
-        self._spawn(self.client.unsubscribe(gone))
+        """Remove symbols from the dashboard; the client unsubscribes."""
+        self.client.unwatch(symbols)
 
     def request_symbols(self) -> None:
         """Ask for the server's symbol list; the answer comes as :attr:`symbols_listed`."""
@@ -113,6 +107,7 @@ class ClientBridge(QObject):
     async def close(self) -> None:
         """Close the client and cancel and await every request task."""
         self.client.remove_listener(self._on_event)
+        self.client.watched.remove_listener(self._on_watched)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -135,7 +130,7 @@ class ClientBridge(QObject):
         elif isinstance(event, LatencyMeasured):
             self.latency_measured.emit(event.rtt)
         elif isinstance(event, ServerError):
-            self._on_error(event)
+            self.server_error.emit(event)
         elif isinstance(event, InputRejected):
             self.input_rejected.emit(event)
 
@@ -149,13 +144,8 @@ class ClientBridge(QObject):
             self.store.connection_lost(time.time())
         self.state_changed.emit(event)
 
-    def _on_error(self, event: ServerError) -> None:
-        refused = [s for s in event.dropped if s in self.store]
-        if refused:
-            for symbol in refused:
-                self.store.remove(symbol)
-            self.watched_changed.emit(self.store.symbols)
-        self.server_error.emit(event)
+    def _on_watched(self, change: WatchChange) -> None:
+        self.watched_changed.emit(list(change.symbols))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -32,6 +32,8 @@ from ticker_server.protocol import (
     decode_server_message,
 )
 
+from .throttle import LogThrottle, Report
+
 __all__ = [
     "MAX_SEQ",
     "QUIET",
@@ -257,77 +259,6 @@ def decode_frame(data: str | bytes) -> Decoded:
             shown = kind if isinstance(kind, str) else type(raw).__name__
             decoded.rejected.append(("unknown_type", shorten(f"message type {shown!r}")))
     return decoded
-
-
-# ---------------------------------------------------------------------- rate limits
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A line due in the log: ``count`` occurrences of ``reason`` since its last line."""
-
-    reason: str
-    count: int
-    total: int
-    detail: str
-
-
-@dataclass
-class _Reason:
-    total: int = 0
-    pending: int = 0
-    reported_at: float | None = None
-    detail: str = ""
-
-
-class LogThrottle:
-    """Counts occurrences per reason and says when a log line is due: at most one per interval.
-
-    The first occurrence of a reason is reported at once; later ones are summed
-    into the next report, which :meth:`add` or :meth:`flush` gives once the
-    interval since the last has passed. So a flood costs one line per reason per
-    interval and nothing is lost from the totals.
-
-    Args:
-        interval: seconds between two lines of one reason.
-        clock: monotonic time source, injected for tests.
-    """
-
-    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._reasons: dict[str, _Reason] = {}
-
-    @property
-    def totals(self) -> dict[str, int]:
-        """Occurrences per reason since this throttle was made."""
-        return {r: s.total for r, s in self._reasons.items()}
-
-    def total(self, quiet: frozenset[str] = frozenset()) -> int:
-        """All occurrences, leaving out the reasons in ``quiet``."""
-        return sum(s.total for r, s in self._reasons.items() if r not in quiet)
-
-    def add(self, reason: str, detail: str, n: int = 1) -> Report | None:
-        """Count ``n`` occurrences; return a report if one is due now."""
-        state = self._reasons.setdefault(reason, _Reason())
-        state.total += n
-        state.pending += n
-        state.detail = detail
-        return self._due(reason, state, self._clock())
-
-    def flush(self) -> list[Report]:
-        """Reports of counts held back whose interval has passed."""
-        now = self._clock()
-        due = (self._due(r, s, now) for r, s in self._reasons.items() if s.pending)
-        return [report for report in due if report is not None]
-
-    def _due(self, reason: str, state: _Reason, now: float) -> Report | None:
-        if state.reported_at is not None and now - state.reported_at < self.interval:
-            return None
-        report = Report(reason, state.pending, state.total, state.detail)
-        state.pending = 0
-        state.reported_at = now
-        return report
 
 
 # ---------------------------------------------------------------------------- gate

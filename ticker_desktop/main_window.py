@@ -5,11 +5,15 @@ the symbols the store marks as changed and refreshes only those charts; the
 watchlist and status bar refresh on every sixth frame. Closing the window
 emits :attr:`MainWindow.closed`; whoever runs the window then awaits
 :meth:`MainWindow.shutdown`, which closes the connection and its tasks.
+
+The window does not build its connection: the composition root
+(:func:`~.app.make_window`) hands it a :class:`~.bridge.ClientBridge` whose
+client and store share one :class:`~.watched.WatchedSymbols`, and the window
+only reads that set and asks the bridge to change it.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import time
@@ -44,7 +48,8 @@ from ticker_server.protocol import Error, Hello, SymbolInfo
 from .bridge import ClientBridge
 from .buffers import CANDLE_INTERVALS, exact_intervals, suited_rate
 from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
-from .client import ClientOptions, ConnectionState, ServerError, StateChanged, TickerClient
+from .client import ClientOptions, ConnectionState, ServerError, StateChanged
+from .export import export_ticks_csv
 from .status import ConnectionStatus
 from .store import MarketStore
 from .theme import UP
@@ -78,43 +83,38 @@ class MainWindow(QMainWindow):
     """The dashboard.
 
     Args:
-        url: the server to connect to.
-        symbols: symbols to watch from the start.
+        bridge: the client (not yet started) and its store, wired together; the window
+            takes them over and closes them in :meth:`shutdown`.
         settings: where to remember URL, symbols, chart mode and geometry.
-        options: client timings (tests shorten them).
-        remember_url: save ``url`` as the next run's default (not for a demo's random port).
+        remember_url: save the URL as the next run's default (not for a demo's random port).
     """
 
     closed = Signal()
 
     def __init__(
-        self,
-        url: str,
-        symbols: list[str],
-        settings: QSettings,
-        options: ClientOptions | None = None,
-        remember_url: bool = True,
+        self, bridge: ClientBridge, settings: QSettings, remember_url: bool = True
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.url = url
+        self.bridge = bridge
+        bridge.setParent(self)
+        self.client = bridge.client
+        self.store: MarketStore = bridge.store
+        self.url = self.client.url
         self.remember_url = remember_url
-        self.initial_symbols = symbols
-        self.store = MarketStore()
         self.stats = FrameStats()
-        self.client = TickerClient(url, dashboard_options(options))
-        self.bridge = ClientBridge(self.client, self.store, self)
         self.current: str | None = None
         self._previous: str | None = None
         self.last_error: str | None = None
         self._frame = 0
         self._shut = False
-        self.setWindowTitle(f"ticker — {url}")
+        self.setWindowTitle(f"ticker — {self.client.shown_url}")
         self.resize(1440, 880)
         self._build_widgets()
         self._build_menus()
         self._connect()
         self._restore()
+        self._on_watched(self.bridge.watched)
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._on_frame)
@@ -257,7 +257,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         if self.remember_url:
             s.setValue("connection/url", self.url)
-        s.setValue("watchlist/symbols", ",".join(self.store.symbols))
+        s.setValue("watchlist/symbols", ",".join(self.bridge.watched))
         s.setValue("chart/mode", self.mode_box.currentData())
         s.setValue("chart/interval", self.interval_box.currentData())
         s.setValue("chart/view", "grid" if self.grid_action.isChecked() else "single")
@@ -268,9 +268,8 @@ class MainWindow(QMainWindow):
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect, watch the initial symbols and start the frame timer (needs a running loop)."""
+        """Connect and start the frame timer (needs a running loop)."""
         self.bridge.start()
-        self.bridge.watch(self.initial_symbols)
         self.timer.start(FRAME_MS)
 
     async def shutdown(self) -> None:
@@ -367,15 +366,7 @@ class MainWindow(QMainWindow):
         series = self.store.get(symbol)
         if series is None:
             raise KeyError(symbol)
-        cols = series.ticks.columns()
-        names = ["seq", "ts", "price", "bid", "ask", "size", "volume", "merged", "high", "low"]
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["symbol", "time", *names])
-            for i in range(len(cols["seq"])):
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(float(cols["ts"][i])))
-                writer.writerow([symbol, stamp, *(cols[n][i].item() for n in names)])
-        return len(cols["seq"])
+        return export_ticks_csv(series, path)
 
     def _ask_save_png(self) -> None:
         name = f"{self.current or 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}.png"
@@ -444,7 +435,7 @@ class MainWindow(QMainWindow):
         ]
 
     def _on_watched(self, symbols: list[str]) -> None:
-        self.model.set_symbols(symbols)
+        self.model.sync()
         self.grid.set_symbols(symbols)
         if self.current not in symbols:
             # Back to what was shown before (an unknown symbol never stays the view).

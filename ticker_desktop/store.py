@@ -3,6 +3,8 @@
 Every received tick lands here as it arrives; the window's repaint timer later
 asks which symbols changed (:meth:`MarketStore.take_dirty`) and paints only
 those. Nothing here drops a tick except the sequence rule (not newer than held).
+Which symbols are held is not the store's to decide: it keeps one series per
+symbol of the shared :class:`~.watched.WatchedSymbols` and follows its changes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from ticker_server.protocol import Tick
 
 from .buffers import CANDLE_INTERVALS, CandleSeries, TickBuffer
+from .watched import WatchChange, WatchedSymbols, normalise
 
 __all__ = ["Gap", "MarketStore", "RateMeter", "SymbolSeries"]
 
@@ -102,7 +105,11 @@ class SymbolSeries:
 
 
 class MarketStore:
-    """Per-symbol series plus feed-wide counters; tells the painter what changed."""
+    """Per-symbol series plus feed-wide counters; tells the painter what changed.
+
+    Args:
+        watched: the symbols to hold a series for (a new, empty set if not given).
+    """
 
     def __init__(
         self,
@@ -110,6 +117,7 @@ class MarketStore:
         candle_capacity: int = 20_000,
         intervals: tuple[float, ...] = CANDLE_INTERVALS,
         clock: Clock = time.monotonic,
+        watched: WatchedSymbols | None = None,
     ) -> None:
         self._capacity = capacity
         self._candle_capacity = candle_capacity
@@ -127,6 +135,11 @@ class MarketStore:
         """Ticks rejected as not newer than held (duplicates or stale resends)."""
         self.newest_ts = -math.inf
         """Largest tick timestamp accepted (for tick-to-screen latency)."""
+        self.watched = watched if watched is not None else WatchedSymbols()
+        """The one set of watched symbols; the store holds a series for each."""
+        for symbol in self.watched:
+            self._hold(symbol)
+        self.watched.add_listener(self._on_watched)
 
     def __contains__(self, symbol: str) -> bool:
         return symbol in self._series
@@ -136,29 +149,36 @@ class MarketStore:
 
     @property
     def symbols(self) -> list[str]:
-        return list(self._series)
+        return self.watched.symbols
 
     def get(self, symbol: str) -> SymbolSeries | None:
         return self._series.get(symbol)
 
     def add(self, symbol: str) -> SymbolSeries:
-        """Start holding ``symbol`` (no-op if already held)."""
-        series = self._series.get(symbol)
-        if series is None:
-            series = SymbolSeries(
+        """Watch ``symbol`` (no-op if watched already) and return its series."""
+        self.watched.add([symbol])
+        return self._series[normalise([symbol])[0]]
+
+    def remove(self, symbol: str) -> None:
+        """Stop watching ``symbol``; its data is forgotten."""
+        self.watched.remove([symbol])
+
+    def _on_watched(self, change: WatchChange) -> None:
+        for symbol in change.added:
+            self._hold(symbol)
+        for symbol in change.removed:
+            self._series.pop(symbol, None)
+            self._dirty.discard(symbol)
+
+    def _hold(self, symbol: str) -> None:
+        if symbol not in self._series:
+            self._series[symbol] = SymbolSeries(
                 symbol=symbol,
                 ticks=TickBuffer(self._capacity),
                 candles={i: CandleSeries(i, self._candle_capacity) for i in self._intervals},
                 added_at=self._clock(),
             )
-            self._series[symbol] = series
             self._dirty.add(symbol)
-        return series
-
-    def remove(self, symbol: str) -> None:
-        """Forget ``symbol`` and its data."""
-        self._series.pop(symbol, None)
-        self._dirty.discard(symbol)
 
     def ingest(self, ticks: Iterable[Tick], live: bool = True) -> int:
         """Store ticks of held symbols; return how many were new. Snapshots pass ``live=False``."""

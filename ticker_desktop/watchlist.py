@@ -44,7 +44,7 @@ def _price(value: float | None) -> str:
 
 
 class WatchlistModel(QAbstractTableModel):
-    """One row per watched symbol, read from the store.
+    """One row per watched symbol, read from the store; :meth:`sync` follows the watched set.
 
     Args:
         store: the market data.
@@ -61,13 +61,16 @@ class WatchlistModel(QAbstractTableModel):
         self.names: dict[str, str] = {}
         """Company names from list_symbols, for tooltips."""
         self._symbols: list[str] = []
+        """The rows as views know them: Qt must hear of a removal while the old order holds."""
+        self.sync()
 
     @property
     def symbols(self) -> list[str]:
         return list(self._symbols)
 
-    def set_symbols(self, symbols: list[str]) -> None:
-        """Make the rows exactly ``symbols`` (rows are inserted or removed, not reset)."""
+    def sync(self) -> None:
+        """Make the rows the store's watched symbols (rows are inserted or removed, not reset)."""
+        symbols = self.store.watched.symbols
         for symbol in [s for s in self._symbols if s not in symbols]:
             row = self._symbols.index(symbol)
             self.beginRemoveRows(QModelIndex(), row, row)

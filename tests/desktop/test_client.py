@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 from pathlib import Path
@@ -19,6 +20,7 @@ from ticker_desktop.client import (
     SubscriptionChanged,
     TickerClient,
     TicksReceived,
+    WatchedSymbols,
 )
 from ticker_server.protocol import Tick
 
@@ -220,8 +222,6 @@ async def test_reconnect_now_cuts_a_long_backoff_short(make_server: ServerFactor
 
 async def test_token_and_private_ca_over_wss(make_server: ServerFactory, tmp_path: Path) -> None:
     """With a token and a private CA the client goes live over wss://; without the token it is refused."""
-    import dataclasses
-
     import trustme
 
     ca = trustme.CA()
@@ -244,3 +244,27 @@ async def test_token_and_private_ca_over_wss(make_server: ServerFactory, tmp_pat
     finally:
         await good.close()
         await refused.close()
+
+
+async def test_editing_the_shared_watched_set_while_live_subscribes_and_unsubscribes(
+    make_server: ServerFactory,
+) -> None:
+    """Whoever edits the client's watched set (the store, a widget), the server hears of it."""
+    server = await make_server()
+    watched = WatchedSymbols()
+    # No ping for a minute: nothing but the edit itself may make the client send.
+    options = dataclasses.replace(FAST, ping_interval=60.0)
+    client = TickerClient(server.url, options, watched=watched)
+    log = EventLog(client)
+    client.start()
+    try:
+        await log.wait_for(StateChanged, lambda e: e.state is ConnectionState.LIVE)
+        watched.add(["AAPL", "msft"])
+        await log.wait_for(SubscriptionChanged, lambda e: sorted(e.symbols) == ["AAPL", "MSFT"])
+        await log.wait_for(TicksReceived, lambda e: any(t.symbol == "MSFT" for t in e.ticks))
+        assert client.last_seq("MSFT") is not None
+        watched.remove(["MSFT"])
+        await log.wait_for(SubscriptionChanged, lambda e: e.symbols == ["AAPL"])
+        assert client.last_seq("MSFT") is None and client.symbols == ["AAPL"]
+    finally:
+        await client.close()

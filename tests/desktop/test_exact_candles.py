@@ -20,9 +20,9 @@ import pytest
 from PySide6.QtWidgets import QApplication
 from websockets.asyncio.client import connect
 
+from ticker_desktop.app import make_bridge
 from ticker_desktop.bridge import ClientBridge
 from ticker_desktop.client import TickerClient
-from ticker_desktop.main_window import dashboard_options
 from ticker_desktop.store import MarketStore, SymbolSeries
 from ticker_server.app import ServerConfig, TickerServer
 from ticker_server.protocol import (
@@ -118,7 +118,7 @@ async def read_full_feed(url: str, feed: FullFeed, subscribed: asyncio.Event) ->
 
 @dataclass
 class Stack:
-    """The dashboard's client stack, wired as MainWindow wires it."""
+    """The dashboard's client stack, wired as the app wires it for MainWindow."""
 
     name: str
     client: TickerClient
@@ -128,12 +128,9 @@ class Stack:
     @classmethod
     def start(cls, url: str, max_rate: float | None) -> Stack:
         options = FAST if max_rate is None else dataclasses.replace(FAST, max_rate=max_rate)
-        client = TickerClient(url, dashboard_options(options))
-        store = MarketStore()
-        bridge = ClientBridge(client, store)
+        bridge = make_bridge(url, SYMBOLS, options)
         bridge.start()
-        bridge.watch(SYMBOLS)
-        return cls(f"max_rate {max_rate or 'default'}", client, store, bridge)
+        return cls(f"max_rate {max_rate or 'default'}", bridge.client, bridge.store, bridge)
 
     def last_ts(self) -> float:
         """Timestamp of the newest tick held, on the symbol that is furthest behind."""

@@ -28,6 +28,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 from websockets.asyncio.server import ServerConnection
 
+from ticker_desktop.app import make_window
 from ticker_desktop.buffers import suited_rate
 from ticker_desktop.client import (
     ClientOptions,
@@ -502,7 +503,7 @@ async def test_the_dashboard_stays_truthful_and_responsive_under_poison(
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     async with HostileServer(script) as server:
-        window = MainWindow(server.url, ["AAPL"], settings, FAST)
+        window = make_window(server.url, ["AAPL"], settings, FAST)
         try:
             window.resize(1000, 700)
             window.show()

@@ -41,7 +41,6 @@ def setup(qapp: QApplication) -> Iterator[tuple[MarketStore, WatchlistModel, Fak
     store.ingest([tick("MSFT", 1, 400.0, 900), tick("MSFT", 2, 396.0, 950)])
     store.ingest([tick("TSLA", 1, 250.0, 70_000)])
     model = WatchlistModel(store, clock)
-    model.set_symbols(store.symbols)
     yield store, model, clock
 
 
@@ -121,9 +120,17 @@ def test_delete_key_and_menu_ask_to_remove(
 
 
 def test_rows_follow_the_symbol_set(setup: tuple[MarketStore, WatchlistModel, FakeClock]) -> None:
-    """set_symbols inserts and removes rows instead of resetting the model."""
-    _, model, _ = setup
+    """sync follows the watched set by inserting and removing rows, not by resetting the model."""
+    store, model, _ = setup
     removed: list[int] = []
+    inserted: list[int] = []
+    reset: list[bool] = []
     model.rowsRemoved.connect(lambda _parent, first, _last: removed.append(first))
-    model.set_symbols(["AAPL", "TSLA"])
-    assert model.symbols == ["AAPL", "TSLA"] and removed == [1]
+    model.rowsInserted.connect(lambda _parent, first, _last: inserted.append(first))
+    model.modelReset.connect(lambda: reset.append(True))
+    store.watched.remove(["MSFT"])
+    store.watched.add(["NVDA"])
+    assert model.symbols == ["AAPL", "MSFT", "TSLA"], "rows change only when synced"
+    model.sync()
+    assert model.symbols == ["AAPL", "TSLA", "NVDA"] and removed == [1] and inserted == [2]
+    assert not reset

@@ -15,7 +15,13 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from ticker_desktop.client import ConnectionState, SubscriptionChanged, TicksReceived
+from ticker_desktop.app import make_window
+from ticker_desktop.client import (
+    ConnectionState,
+    StateChanged,
+    SubscriptionChanged,
+    TicksReceived,
+)
 from ticker_desktop.main_window import MainWindow
 from ticker_server.app import ServerConfig, TickerServer
 
@@ -36,6 +42,8 @@ class Desk:
         self.tmp_path = tmp_path
         self.servers: list[TickerServer] = []
         self.windows: list[MainWindow] = []
+        self.logs: dict[MainWindow, EventLog] = {}
+        """Each window's client events from its start, to await instead of polling."""
         self.exited = True
 
     async def server(self, **overrides: Any) -> TickerServer:
@@ -50,7 +58,8 @@ class Desk:
         settings = settings or QSettings(
             str(self.tmp_path / "settings.ini"), QSettings.Format.IniFormat
         )
-        window = MainWindow(url, symbols, settings, FAST)
+        window = make_window(url, symbols, settings, FAST)
+        self.logs[window] = EventLog(window.client)
         window.resize(1200, 760)
         window.show()
         window.start()
@@ -63,7 +72,7 @@ class Desk:
         """A server and a window connected to it, once live."""
         server = await self.server(**overrides)
         window = self.window(server.url, symbols)
-        await until(lambda: window.client.state is ConnectionState.LIVE, "live")
+        await self.logs[window].wait_for(StateChanged, lambda e: e.state is ConnectionState.LIVE)
         return window, server
 
     async def __aenter__(self) -> Desk:
