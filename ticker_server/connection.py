@@ -221,6 +221,11 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     @property
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+
+    @property
     def close_code(self) -> int | None:
         return self.protocol.close_code
 

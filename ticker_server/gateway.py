@@ -1,12 +1,12 @@
 """The WebSocket side: the feed's ticks fanned out to connections, their requests answered.
 
-The gateway wires four things: the bus callbacks feed :class:`~.conflation.Fanout`,
-each connection's requests go through its :class:`~.session.Session`, the periodic
-:class:`~.upkeep.Upkeep` pass says whom to ping, unblock or close, and every write
-goes into a transport without awaiting. A client whose write buffer is above the
-high-water mark is not written to (its updates keep conflating) until it drains,
-or is closed with 1013 after a grace period. So the feed never waits for a client
-and one stalled client never delays another.
+The gateway wires four parts: the bus callbacks feed :class:`~.conflation.Fanout`,
+whose frames :class:`~.delivery.Delivery` writes without ever awaiting a client;
+each connection's requests go through its :class:`~.session.Session`; the periodic
+:class:`~.upkeep.Upkeep` pass says whom to ping, unblock or close. A client whose
+write buffer is above the high-water mark is not written to (its updates keep
+conflating) until it drains, or is closed with 1013 after a grace period. So the
+feed never waits for a client and one stalled client never delays another.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from .config import ServerConfig
-from .conflation import Fanout, Subscriber, SubscriberGroup
-from .connection import Connection, text_frame
+from .conflation import Fanout
+from .connection import Connection
+from .delivery import Client, Delivery
 from .protocol import RATES, Error, Heartbeat, Hello, SymbolInfo, Tick, encode, grant_rate
 from .session import MAX_DEFERRED, MarketView, Outcome, Session
 from .stats import GatewayStats
@@ -36,38 +36,7 @@ log = logging.getLogger("ticker_server.gateway")
 CLOSE_FEED_RESTARTED = 1012
 """Close code (service restart) when the feed restarts with a new epoch."""
 UPKEEP_PERIOD = 0.05
-PACE_RATIO = 0.25
-"""Pause after a flush, as a share of the flush's CPU time: flushing may take 80 % of the
-loop. At half (a ratio of 1) a server that needs more than half a core to deliver the
-feed falls into ever longer pauses and bigger frames (scenario 1b: 16 flushes a second)."""
-PACE_MIN = 0.001
-"""Shortest pause between flushes; the event loop's selector cannot sleep less than 1 ms."""
-
-
-@dataclass(eq=False, slots=True)
-class Client(Subscriber):
-    """A connected client: its subscriptions (the fan-out's), its session, and its clocks
-    (loop time, see :mod:`.upkeep`)."""
-
-    connection: Connection | None = None
-    session: Session | None = None
-    connected_at: float = 0.0
-    paused: bool = False
-    """Its transport's write buffer is above the high-water mark (set by the connection)."""
-    closing: bool = False
-    blocked_since: float = 0.0
-    last_write: float = 0.0
-    ping_sent: float = 0.0
-    last_ping: float = 0.0
-    delivered: int = 0
-
-    @property
-    def pong_at(self) -> float:
-        return 0.0 if self.connection is None else self.connection.pong_at
-
-    @property
-    def deferred(self) -> list[str | bytes] | None:
-        return None if self.session is None else self.session.deferred
+"""Seconds between upkeep passes: how late a drained client is unblocked, at most."""
 
 
 class Gateway:
@@ -113,14 +82,10 @@ class Gateway:
                 config.heartbeat, config.ping_interval, config.ping_timeout, config.slow_grace
             )
         )
-        self._pending: set[Subscriber] = set()
+        self.delivery = Delivery(self.fanout, self.stats, clock)
+        self._write = self.delivery.write
         self._join: set[Client] = set()
         """Unthrottled clients that may ride with a group once they are in step."""
-        self._oldest_pending_ts: float | None = None
-        self._flush_handle: asyncio.Handle | None = None
-        self._next_flush_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0
         self._upkeep_task: asyncio.Task[None] | None = None
 
     def _reset(self, listings: Sequence[SymbolInfo], fanout: Fanout) -> None:
@@ -151,9 +116,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Cancel the gateway's own timers and task (connections are closed by the server)."""
-        for handle in (self._flush_handle, self._timer):
-            if handle is not None:
-                handle.cancel()
+        self.delivery.stop()
         if self._upkeep_task is not None:
             self._upkeep_task.cancel()
             await asyncio.gather(self._upkeep_task, return_exceptions=True)
@@ -162,12 +125,7 @@ class Gateway:
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Bus callback: take a batch, and flush soon to whoever has something ready."""
-        dirty = self.fanout.ingest(ticks)
-        if dirty:
-            if self._oldest_pending_ts is None:
-                self._oldest_pending_ts = ticks[0].ts
-            self._pending.update(dirty)
-            self._schedule_flush()
+        self.delivery.ingest(ticks)
 
     def on_status(self, available: bool, reason: str) -> None:
         """Bus callback: tell every client when the feed goes away, and log when it is back."""
@@ -200,114 +158,8 @@ class Gateway:
         fanout = Fanout(self.config.history)
         fanout.delivered, fanout.conflated = self.fanout.delivered, self.fanout.conflated
         self._reset(listings, fanout)
-        self._pending.clear()
+        self.delivery.reset(fanout)
         self._join.clear()
-        self._oldest_pending_ts = None
-
-    # -- the fan-out -----------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            loop = asyncio.get_running_loop()
-            delay = self._next_flush_at - loop.time()
-            # The selector sleeps in whole milliseconds, so a shorter pause would cost a full
-            # one: pace only after flushes that took that long (under load), else flush now.
-            if delay >= PACE_MIN:
-                self._flush_handle = loop.call_later(delay, self._flush)
-            else:
-                self._flush_handle = loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        started = time.process_time()
-        now = self.clock()
-        loop = asyncio.get_running_loop()
-        at = loop.time()
-        if self._oldest_pending_ts is not None:
-            # Once per flush, not per client: how long the oldest tick in it waited for its write.
-            self.stats.observe_latency(max(now - self._oldest_pending_ts, 0.0))
-            self._oldest_pending_ts = None
-        pending, self._pending = self._pending, set()
-        take_frames = self.fanout.take_frames
-        for sub in pending:
-            if sub.blocked or sub.closed:
-                continue
-            for frame in take_frames(sub, now):
-                count = frame.count(b'"seq"')
-                if isinstance(sub, SubscriberGroup):
-                    self._broadcast(sub, frame, count, at)
-                else:
-                    client = cast(Client, sub)
-                    client.delivered += count
-                    self._write(client, frame, at)
-        self._arm_timer(now)
-        # Pace flushes: at low load every tick leaves at once; under load the loop pauses
-        # PACE_RATIO of the last flush's time before the next, so frames grow instead of
-        # multiplying, and reads, pings and the feed keep their share of the CPU.
-        # CPU time, not wall time: a flush preempted by another process must not count twice.
-        self._next_flush_at = loop.time() + (time.process_time() - started) * PACE_RATIO
-
-    def _arm_timer(self, now: float) -> None:
-        due = self.fanout.wheel.next_time()
-        if due is None or (self._timer is not None and self._timer_due <= due):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_due = due
-        self._timer = asyncio.get_running_loop().call_later(max(due - now, 0.0), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        dirty = self.fanout.advance(self.clock())
-        if dirty:
-            self._pending.update(dirty)
-        if self._pending:
-            self._flush()
-        else:
-            self._arm_timer(self.clock())
-
-    def _write(self, client: Client, data: bytes, at: float | None = None) -> None:
-        """Queue one text message on the client's transport without waiting (a group's frame
-        goes through :meth:`_broadcast`, which frames it once for all members)."""
-        conn = client.connection
-        if conn is None or client.closing or not conn.is_open:
-            return
-        try:
-            conn.send_text(data)
-        except Exception as exc:  # a transport torn down under us; on_lost cleans up
-            log.debug("write to %s failed: %r", client.name, exc)
-            return
-        client.last_write = asyncio.get_running_loop().time() if at is None else at
-        self.stats.frames_sent += 1
-        self.stats.bytes_sent += len(data)
-
-    def _broadcast(self, group: SubscriberGroup, frame: bytes, count: int, at: float) -> None:
-        """Write one frame to every member of a group: the fan-out's hottest loop.
-
-        The frame is framed once and the bookkeeping of :meth:`_write` is done once
-        for all; members with an extension (compression) take the per-connection path.
-        """
-        wire = text_frame(frame)
-        sent = 0
-        # A copy: a write that fills a member's buffer makes it leave the group.
-        for member in list(group.members):
-            client = cast(Client, member)
-            client.delivered += count
-            conn = client.connection
-            if conn is None or client.closing or not conn.is_open:
-                continue
-            if not conn.raw:
-                self._write(client, frame, at)
-                continue
-            try:
-                conn.transport.write(wire)  # type: ignore[union-attr]  # set while open
-            except Exception as exc:  # a transport torn down under us; on_lost cleans up
-                log.debug("write to %s failed: %r", client.name, exc)
-                continue
-            client.last_write = at
-            sent += 1
-        self.stats.frames_sent += sent
-        self.stats.bytes_sent += sent * len(frame)
 
     # -- connections (the connection's Listener) --------------------------------------
 
@@ -341,7 +193,7 @@ class Gateway:
         self.clients.discard(client)
         self.blocked.discard(client)
         self.changed.set()
-        self._pending.discard(client)
+        self.delivery.pending.discard(client)
         self._join.discard(client)
         log.info(
             "disconnect %s after %.1f s, code %s, %d ticks delivered",
@@ -393,8 +245,7 @@ class Gateway:
         elif client.group is None and client.symbols:
             self._join.add(client)
             if client.ready:  # e.g. it left a group with updates pending
-                self._pending.add(client)
-                self._schedule_flush()
+                self.delivery.mark(client)
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -431,9 +282,8 @@ class Gateway:
         client.ping_sent = 0.0  # its pong may still be behind what it just read
         self.blocked.discard(client)
         self.changed.set()
-        self._pending.add(client)
         self._join.add(client)
-        self._schedule_flush()
+        self.delivery.mark(client)
         session = client.session
         while session is not None and not client.blocked and not client.closing:
             outcome = session.resume(self.clock(), client.symbols)

@@ -304,7 +304,7 @@ async def test_stalled_reader_never_delays_others(
     healthy = await make_peer(server.url)
     await healthy.send(type="subscribe", symbols=["AAPL", "MSFT"])
     await healthy.expect("subscribed")
-    latencies = []
+    latencies: list[float] = []
     async with asyncio.timeout(TIMEOUT * 3):
         while not gateway.blocked or len(latencies) < 200:
             message = await healthy.recv()
@@ -319,7 +319,7 @@ async def test_stalled_reader_never_delays_others(
     # Bounded: below the limit plus one flush's frame, however long it stalls. Unthrottled and
     # a little behind, that frame holds up to UNMERGED_MAX ticks (~150 B each) per symbol.
     one_flush = len(gateway.listings) * UNMERGED_MAX * 150
-    assert slow.connection.transport.get_write_buffer_size() < 16 * 1024 + one_flush
+    assert slow.connection.buffered < 16 * 1024 + one_flush
     assert len(slow.symbols) == len(gateway.listings)
     stalled.transport.resume_reading()
     await stalled.close()
@@ -338,7 +338,7 @@ async def test_reader_that_stalls_again_is_blocked_again(make_server: ServerFact
         await until(gateway, lambda: bool(gateway.blocked), TIMEOUT * 3)
         [client] = list(gateway.blocked)
         assert client.connection is not None
-        assert client.connection.transport.get_write_buffer_size() < 16 * 1024 + 8 * 1024
+        assert client.connection.buffered < 16 * 1024 + 8 * 1024
         ws.transport.resume_reading()  # websockets queues what it reads (max_queue=None)
         await until(gateway, lambda: not gateway.blocked, TIMEOUT * 3)
         assert not client.blocked

@@ -91,7 +91,7 @@ async def test_a_client_not_reading_its_replies_is_bounded_then_closed(
 
 def buffered(client: Client) -> int:
     conn = client.connection
-    return 0 if conn is None else conn.transport.get_write_buffer_size()
+    return 0 if conn is None else conn.buffered
 
 
 async def test_requests_held_while_blocked_are_answered_once_it_drains(
