@@ -286,7 +286,7 @@ class Connection(asyncio.Protocol):
         if transport is None:
             return
         for data in self.protocol.data_to_send():
-            if data is SEND_EOF or data == SEND_EOF:
+            if data == SEND_EOF:
                 if transport.can_write_eof():
                     transport.write_eof()
                 else:  # TLS cannot half-close
