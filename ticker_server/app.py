@@ -10,12 +10,11 @@ from collections.abc import Callable
 from types import TracebackType
 
 import numpy as np
-from websockets.asyncio.server import Server, serve
 
 from .bus import Bus, LocalBus
 from .clock import steady_wall_clock
 from .config import ServerConfig, redact_url
-from .connection import GatewayConnection
+from .connection import ConnectionSettings, WebSocketServer, deflate
 from .feed import Feed
 from .gateway import Gateway
 from .market import Market, listings_for
@@ -26,6 +25,9 @@ from .supervision import Supervisor
 __all__ = ["ServerConfig", "StartupError", "TickerServer", "make_bus"]
 
 log = logging.getLogger("ticker_server")
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds a client closed by the server has to read what is queued and answer the close."""
 
 
 class StartupError(Exception):
@@ -70,7 +72,7 @@ class TickerServer:
         self.gateway: Gateway | None = None
         self.port = 0
         self.started_at = 0.0
-        self._server: Server | None = None
+        self._server: WebSocketServer | None = None
         self._feed_task: asyncio.Task[None] | None = None
 
     @property
@@ -134,26 +136,20 @@ class TickerServer:
             bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)
             gateway.start(self.supervisor)
             self.gateway = gateway
-            self._server = await serve(
-                gateway.handler,
-                config.host,
-                config.port,
-                max_size=MAX_FRAME,
-                compression="deflate" if config.compression else None,
-                create_connection=GatewayConnection,
-                # Above max_buffer the transport pauses and the gateway blocks the client; below
-                # half of it, it resumes and the gateway's maintenance pass unblocks it.
-                write_limit=(config.max_buffer, config.max_buffer // 2),
-                ping_interval=None,  # the gateway pings: one pass, not a task per connection
-                ping_timeout=None,
-                open_timeout=config.open_timeout,
-                close_timeout=5,
-                process_request=endpoints.process_request,
+            settings = ConnectionSettings(
+                on_request=endpoints.process_request,
+                on_open=gateway.on_open,
                 origins=endpoints.origins,
-                ssl=ssl_context,
-                server_header=None,
+                extensions=deflate() if config.compression else None,
+                max_size=MAX_FRAME,
+                open_timeout=config.open_timeout,
+                close_timeout=CLOSE_TIMEOUT,
+                # Above max_buffer the transport pauses and the gateway blocks the client; below
+                # half of it, it resumes and the gateway's upkeep pass unblocks it.
+                write_limits=(config.max_buffer, config.max_buffer // 2),
             )
-            self.port = self._server.sockets[0].getsockname()[1]
+            self._server = WebSocketServer(settings)
+            self.port = await self._server.listen(config.host, config.port, ssl_context)
             log.info("serving %s", self.url)
         if self.feed is not None:
             self._feed_task = self.supervisor.spawn("feed", self.feed.run)
@@ -162,8 +158,7 @@ class TickerServer:
         """Close every client with 1001, stop the feed and release the bus (again: a no-op)."""
         server, self._server = self._server, None
         if server is not None:
-            server.close(close_connections=True)
-            await server.wait_closed()
+            await server.close()
         feed_task, self._feed_task = self._feed_task, None
         if feed_task is not None:
             feed_task.cancel()

@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .gateway import LATENCY_BUCKETS
+from .stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from .app import TickerServer

@@ -11,7 +11,6 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
@@ -20,6 +19,7 @@ from .limits import AuthFailures
 
 if TYPE_CHECKING:
     from .app import TickerServer
+    from .connection import Connection
 
 __all__ = ["AUTH_BURST", "AUTH_RATE", "ServiceEndpoints", "bearer_token"]
 
@@ -51,7 +51,7 @@ def _json(status: HTTPStatus, body: dict[str, object]) -> Response:
 
 
 class ServiceEndpoints:
-    """The ``process_request`` hook and handshake settings of one server.
+    """The handshake hook (:meth:`process_request`) and handshake settings of one server.
 
     ``/livez`` always answers 200 while the process runs. ``/healthz`` answers 200
     or, while degraded (a task failed, or no feed), 503 with the reason; with
@@ -103,7 +103,7 @@ class ServiceEndpoints:
             valid |= hmac.compare_digest(token.encode(), accepted.encode())
         return valid
 
-    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _authenticate(self, connection: Connection, request: Request) -> Response | None:
         """None if the request may go on, else the 401 (bad token) or 429 (too many) to answer."""
         peer = connection.remote_address[0] if connection.remote_address else "?"
         now = self.server.clock()
@@ -130,7 +130,7 @@ class ServiceEndpoints:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ticker"'
         return response
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, connection: Connection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/livez":
             return _json(HTTPStatus.OK, {"status": "ok"})

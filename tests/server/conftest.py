@@ -11,14 +11,26 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from ticker_server.gateway import Gateway
 from ticker_server.protocol import ServerMessage, decode_server_message
 
 from ..conftest import ServerFactory
 
-__all__ = ["TIMEOUT", "Peer", "PeerFactory", "ServerFactory"]
+__all__ = ["MS", "TIMEOUT", "Peer", "PeerFactory", "ServerFactory", "until"]
 
 TIMEOUT = float(os.environ.get("TICKER_TEST_TIMEOUT", "5"))
 """Upper bound for any single wait in a test; raise it on a slow machine."""
+MS = 0.001 * float(os.environ.get("TICKER_TEST_TIMING", "1"))
+"""One millisecond, scaled for slow machines (as websockets' tests/utils.py ``MS``): the unit of
+every timing bound a test asserts."""
+
+
+async def until(gateway: Gateway, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until ``predicate()`` holds, checking it at each change the gateway announces."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            gateway.changed.clear()
+            await gateway.changed.wait()
 
 
 class Peer:

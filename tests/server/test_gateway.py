@@ -17,7 +17,7 @@ from ticker_server.app import TickerServer
 from ticker_server.conflation import UNMERGED_MAX
 from ticker_server.protocol import Tick, ts_micros
 
-from .conftest import TIMEOUT, Peer, PeerFactory, ServerFactory
+from .conftest import TIMEOUT, Peer, PeerFactory, ServerFactory, until
 
 
 async def live_ticks(peer: Peer, count: int) -> list[Tick]:
@@ -304,9 +304,9 @@ async def test_stalled_reader_never_delays_others(
     healthy = await make_peer(server.url)
     await healthy.send(type="subscribe", symbols=["AAPL", "MSFT"])
     await healthy.expect("subscribed")
-    latencies = []
+    latencies: list[float] = []
     async with asyncio.timeout(TIMEOUT * 3):
-        while not gateway._blocked or len(latencies) < 200:
+        while not gateway.blocked or len(latencies) < 200:
             message = await healthy.recv()
             if message.type == "ticks":
                 now = time.time()
@@ -314,12 +314,12 @@ async def test_stalled_reader_never_delays_others(
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)]
     assert p99 < 0.05, f"p99 latency of the healthy client {p99 * 1000:.1f} ms"
-    [slow] = list(gateway._blocked)
+    [slow] = list(gateway.blocked)
     assert slow.connection is not None
     # Bounded: below the limit plus one flush's frame, however long it stalls. Unthrottled and
     # a little behind, that frame holds up to UNMERGED_MAX ticks (~150 B each) per symbol.
     one_flush = len(gateway.listings) * UNMERGED_MAX * 150
-    assert slow.connection.transport.get_write_buffer_size() < 16 * 1024 + one_flush
+    assert slow.connection.buffered < 16 * 1024 + one_flush
     assert len(slow.symbols) == len(gateway.listings)
     stalled.transport.resume_reading()
     await stalled.close()
@@ -335,16 +335,12 @@ async def test_reader_that_stalls_again_is_blocked_again(make_server: ServerFact
     ws = await small_window_client(server, max_queue=None)
     for _ in range(2):
         ws.transport.pause_reading()
-        async with asyncio.timeout(TIMEOUT * 3):
-            while not gateway._blocked:  # noqa: ASYNC110 - blocking exposes no event
-                await asyncio.sleep(0.01)
-        [client] = list(gateway._blocked)
+        await until(gateway, lambda: bool(gateway.blocked), TIMEOUT * 3)
+        [client] = list(gateway.blocked)
         assert client.connection is not None
-        assert client.connection.transport.get_write_buffer_size() < 16 * 1024 + 8 * 1024
+        assert client.connection.buffered < 16 * 1024 + 8 * 1024
         ws.transport.resume_reading()  # websockets queues what it reads (max_queue=None)
-        async with asyncio.timeout(TIMEOUT * 3):
-            while gateway._blocked:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await until(gateway, lambda: not gateway.blocked, TIMEOUT * 3)
         assert not client.blocked
     await ws.close()
 
@@ -358,10 +354,7 @@ async def test_slow_consumer_closed_with_1013(make_server: ServerFactory) -> Non
     assert gateway is not None
     ws = await small_window_client(server, max_queue=4)
     ws.transport.pause_reading()
-    async with asyncio.timeout(TIMEOUT * 4):
-        # The server exposes a counter, not an event, for this decision.
-        while gateway.stats.slow_closes == 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    await until(gateway, lambda: gateway.stats.slow_closes == 1, TIMEOUT * 4)
     ws.transport.resume_reading()
     with pytest.raises(ConnectionClosed):
         async with asyncio.timeout(TIMEOUT * 2):

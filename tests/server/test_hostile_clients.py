@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from ticker_server.app import TickerServer
 from ticker_server.gateway import MAX_DEFERRED, Client
 
-from .conftest import TIMEOUT, PeerFactory, ServerFactory
+from .conftest import TIMEOUT, PeerFactory, ServerFactory, until
 from .test_gateway import live_ticks, small_window_client
 
 MAX_BUFFER = 16 * 1024
@@ -91,7 +91,7 @@ async def test_a_client_not_reading_its_replies_is_bounded_then_closed(
 
 def buffered(client: Client) -> int:
     conn = client.connection
-    return 0 if conn is None else conn.transport.get_write_buffer_size()
+    return 0 if conn is None else conn.buffered
 
 
 async def test_requests_held_while_blocked_are_answered_once_it_drains(
@@ -105,15 +105,11 @@ async def test_requests_held_while_blocked_are_answered_once_it_drains(
     assert gateway is not None
     ws = await small_window_client(server, max_queue=None)
     ws.transport.pause_reading()
-    async with asyncio.timeout(TIMEOUT * 3):
-        while not gateway._blocked:  # noqa: ASYNC110 - blocking exposes no event
-            await asyncio.sleep(0.01)
-    [client] = list(gateway._blocked)
+    await until(gateway, lambda: bool(gateway.blocked), TIMEOUT * 3)
+    [client] = list(gateway.blocked)
     for rid in range(3):
         await ws.send(json.dumps({"type": "ping", "id": rid}))
-    async with asyncio.timeout(TIMEOUT):
-        while len(client.deferred or ()) < 3:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    await until(gateway, lambda: len(client.deferred or ()) == 3)
     ws.transport.resume_reading()
     pongs: list[int] = []
     async with asyncio.timeout(TIMEOUT * 3):
@@ -139,9 +135,8 @@ async def test_a_tiny_max_rate_is_granted_the_floor_and_freed_on_disconnect(
     assert client.connection is not None
     connection = weakref.ref(client.connection)
     await peer.ws.close()
-    async with asyncio.timeout(TIMEOUT):
-        while server.gateway.clients:  # noqa: ASYNC110 - the gateway exposes no event for this
-            await asyncio.sleep(0.01)
+    gateway = server.gateway
+    await until(gateway, lambda: not gateway.clients)
     gc.collect()
     assert connection() is None, "nothing the gateway keeps holds the closed connection"
     assert not client.symbols and client.closed

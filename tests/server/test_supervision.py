@@ -64,7 +64,7 @@ async def health(server: TickerServer) -> tuple[int, dict[str, Any]]:
     ("task", "target"),
     [
         ("feed", lambda server: server.feed.market),
-        ("gateway maintenance", lambda server: server.gateway),
+        ("gateway maintenance", lambda server: server.gateway.upkeep),
     ],
 )
 async def test_a_failed_task_is_reported_then_restarted(
@@ -78,7 +78,7 @@ async def test_a_failed_task_is_reported_then_restarted(
     peer = await make_peer(server.url)
     await peer.send(type="subscribe", symbols=["AAPL"])
     await live_ticks(peer, 3)
-    fail_once(target(server), "advance" if task == "feed" else "_heartbeats")
+    fail_once(target(server), "advance" if task == "feed" else "plan")
     injected = time.monotonic()
     await wait_until(supervisor, lambda: task in supervisor.faults)
     status, body = await health(server)
@@ -137,7 +137,8 @@ async def test_a_task_that_returns_unasked_has_failed_too() -> None:
 
 async def test_livez_answers_while_degraded(supervised: TickerServer) -> None:
     """Liveness stays 200 when readiness (/healthz) is 503."""
-    fail_once(supervised.gateway, "_heartbeats")
+    assert supervised.gateway is not None
+    fail_once(supervised.gateway.upkeep, "plan")
     await wait_until(supervised.supervisor, lambda: bool(supervised.supervisor.faults))
     base = supervised.url.replace("ws://", "http://")
     assert (await health(supervised))[0] == 503
