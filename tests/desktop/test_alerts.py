@@ -118,6 +118,7 @@ def throttle(ticks: list[Tick], rate: float) -> list[Tick]:
     fanout.subscribe(sub, ticks[0].symbol, rate)
     out: list[Tick] = []
     i = 0
+    now = ticks[0].ts
     while True:
         if sub.ready:
             for frame in fanout.take_frames(sub, now):
@@ -129,10 +130,10 @@ def throttle(ticks: list[Tick], rate: float) -> list[Tick]:
         arrival = ticks[i].ts if i < len(ticks) else None
         if due is None and arrival is None:
             return out
-        if arrival is None or (due is not None and due <= arrival):
+        if due is not None and (arrival is None or due <= arrival):
             now = due
             fanout.advance(now)
-        else:
+        elif arrival is not None:
             now = arrival
             fanout.ingest([ticks[i]])
             i += 1
