@@ -219,6 +219,16 @@ class TickBuffer:
         return self._cols.capacity
 
     @property
+    def added(self) -> int:
+        """Rows appended since construction (the absolute index one past the newest row)."""
+        return self._cols.evicted + len(self._cols)
+
+    @property
+    def evicted(self) -> int:
+        """Rows dropped from the front (the absolute index of row 0)."""
+        return self._cols.evicted
+
+    @property
     def last_seq(self) -> int:
         """Seq of the newest tick held (0 when empty)."""
         return self._last_seq

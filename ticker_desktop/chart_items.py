@@ -13,20 +13,21 @@ candle completes, or the user pans).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsLineItem
 
 from .buffers import CandleSeries
 from .theme import ACCENT, BACKGROUND, DOWN, MUTED, UP
 
-__all__ = ["CandlesItem", "Crosshair", "LastPrice", "PriceAxis", "VolumeItem"]
+__all__ = ["CandlesItem", "Crosshair", "LastPrice", "LiveCurve", "PriceAxis", "VolumeItem"]
 
 _Key = tuple[int, int, bool, bool]
 _Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -297,7 +298,7 @@ class LastPrice:
     geometry is only set by :meth:`show`, from the refresh.
     """
 
-    def __init__(self, plot: pg.PlotItem, labelled: bool) -> None:
+    def __init__(self, plot: pg.PlotItem, labelled: bool, compact: bool = False) -> None:
         self._plot = plot
         self._vb = plot.vb
         # A plain Qt line item: no Python bounds computation on every repaint.
@@ -308,6 +309,10 @@ class LastPrice:
         if labelled:
             # On the price axis, like a trading terminal's last-price tag.
             self.label = pg.TextItem(color=BACKGROUND, fill=pg.mkBrush(ACCENT), anchor=(0, 0.5))
+            if compact:
+                font = QFont()
+                font.setPointSize(7)
+                self.label.setFont(font)
             self.label.setParentItem(plot)
             self.label.setZValue(60)
         self._text = ""
@@ -332,3 +337,52 @@ class LastPrice:
         self.line.setVisible(False)
         if self.label is not None:
             self.label.setVisible(False)
+
+
+class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
+    """A PlotDataItem that can take a new view range and new data with one re-clip.
+
+    PlotDataItem re-clips and re-downsamples on every view-range change and
+    again on every ``setData``; a live pane does both each frame. Inside
+    :meth:`deferring_range_changes` range changes only mark the curve, and the
+    work is done once: by ``setData`` if it is called, else on leaving.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Peak downsampling keeps each bucket's high and low: ~2 buckets per pixel show every
+        # spike; pyqtgraph's default of 5 only adds points the eye cannot see.
+        self.opts["autoDownsampleFactor"] = 2.0
+        # The y range always fits the data in view, so points are never millions of view
+        # heights away; the guard against that costs a min and max over all data per setData.
+        self.setDynamicRangeLimit(None)
+        self._deferring = False
+        self._missed = False
+
+    @contextlib.contextmanager
+    def deferring_range_changes(self) -> Iterator[None]:
+        self._deferring, self._missed = True, False
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._missed:
+                super().viewRangeChanged()
+
+    def setData(self, *args: Any, **kwargs: Any) -> None:
+        self._missed = False  # setData clips for the current range anyway
+        super().setData(*args, **kwargs)
+
+    def updateItems(self, styleUpdate: bool = True) -> None:
+        dataset = getattr(self, "_dataset", None)
+        if dataset is not None and self.opts["skipFiniteCheck"]:
+            # Data vouched finite (setSkipFiniteCheck) is still scanned for NaN on every
+            # setData unless its dataset is told so: a pass and a copy of all data held.
+            dataset.xAllFinite = dataset.yAllFinite = True
+        super().updateItems(styleUpdate)
+
+    def viewRangeChanged(self, vb: Any = None, ranges: Any = None, changed: Any = None) -> None:
+        if self._deferring:
+            self._missed = True
+            return
+        super().viewRangeChanged(vb, ranges, changed)
