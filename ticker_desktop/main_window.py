@@ -45,6 +45,7 @@ from .bridge import ClientBridge
 from .buffers import CANDLE_INTERVALS, exact_intervals, suited_rate
 from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
 from .client import ClientOptions, ConnectionState, ServerError, StateChanged, TickerClient
+from .desk import DeskFeatures
 from .status import ConnectionStatus
 from .store import MarketStore
 from .theme import UP
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self._restore()
+        # Issue 14's desk (indicators, alerts, tape, comparison, workspaces): one object.
+        self.desk = DeskFeatures(self)
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._on_frame)
@@ -284,6 +287,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
+        self.desk.save()
         self.timer.stop()
         event.accept()
         self.closed.emit()
@@ -463,6 +467,7 @@ class MainWindow(QMainWindow):
 
     def _on_frame(self) -> None:
         self._refresh_charts()
+        self.desk.on_frame()
         self._frame += 1
         if self._frame % SLOW_EVERY == 0:
             self._offer_intervals(exact_intervals(self.client.granted_rate))

@@ -10,7 +10,7 @@ change gives the indicators a new series, so they make one full pass over it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -186,7 +186,7 @@ class AlertLines:
         self._items: dict[int, tuple[QGraphicsLineItem, pg.TextItem | None]] = {}
         self.levels: dict[int, tuple[float, str]] = {}
 
-    def set_levels(self, levels: dict[int, tuple[float, str]]) -> None:
+    def set_levels(self, levels: Mapping[int, tuple[float, str]]) -> None:
         """Show exactly ``levels``: alert id -> (level, condition)."""
         for alert_id in [i for i in self._items if i not in levels]:
             line, label = self._items.pop(alert_id)

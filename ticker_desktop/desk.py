@@ -1,0 +1,450 @@
+"""The trading-desk features of the window: indicators, alerts, the tape, comparison, workspaces.
+
+:class:`DeskFeatures` is built once by the window and installs its menus,
+toolbar, docks and shortcuts; the window calls :meth:`DeskFeatures.on_frame`
+from its one frame timer and :meth:`DeskFeatures.save` when it closes. Alerts
+are checked on every frame against the rows the store appended since the last
+check (every update, merged ones by their high and low), so one fires within a
+frame (16 ms) of the tick that crossed.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QInputDialog,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QSystemTrayIcon,
+    QToolBar,
+)
+
+from .alerts import Alert, AlertBook
+from .alerts_panel import AlertsModel, AlertsView, SavedAlerts
+from .indicators import IndicatorSpec
+from .symbol_search import SymbolSearch
+from .tape import TapeModel, TapeView
+from .theme import ACCENT
+from .workspaces import Workspace, Workspaces, as_bytes
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+__all__ = ["DEFAULT_INDICATORS", "DeskFeatures"]
+
+DEFAULT_INDICATORS = ("sma:20", "ema:50", "vwap", "bollinger", "rsi", "macd")
+"""What the Indicators menu offers (SMA and EMA periods can be changed there)."""
+
+
+class _AlertedDelegate(QStyledItemDelegate):
+    """Paints the watchlist rows of symbols whose alert fired with an accent background."""
+
+    def __init__(self, desk: DeskFeatures) -> None:
+        super().__init__()
+        self.desk = desk
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        symbol = index.model().index(index.row(), 0).data()
+        if symbol in self.desk.alerted and not option.state & QStyle.StateFlag.State_Selected:
+            color = ACCENT.darker(260)
+            painter.fillRect(option.rect, color)
+        super().paint(painter, option, index)
+
+
+class DeskFeatures(QObject):
+    """Everything issue 14 adds to the window, installed in one place."""
+
+    alert_fired = Signal(object)
+    """An :class:`~.alerts.Alert` that just triggered."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.w = window
+        self.settings = window.settings
+        self.book = AlertBook()
+        self.saved_alerts = SavedAlerts(self.settings)
+        self.saved_alerts.load(self.book)
+        self.workspaces = Workspaces(self.settings)
+        self.alerted: set[str] = set()
+        """Symbols whose alert fired (highlighted in the watchlist until selected)."""
+        self.fired_at: dict[int, float] = {}
+        """Alert id -> wall time it fired (tests read the tick-to-alert delay from it)."""
+        self._checked: dict[str, int] = {}
+        self.indicator_keys = {
+            "chart": self._saved_keys("chart", ["sma:20", "ema:50"]),
+            "grid": self._saved_keys("grid", []),
+        }
+        self.compare: list[str] = []
+        self._build_docks()
+        self._build_menus()
+        self._hook_charts()
+        self.tray = QSystemTrayIcon(window) if QSystemTrayIcon.isSystemTrayAvailable() else None
+        if self.tray is not None:
+            self.tray.setIcon(window.windowIcon())
+            self.tray.show()
+        self.apply_indicators()
+        self.refresh_alerts()
+        last = self.workspaces.last()
+        if last is not None:
+            ws = self.workspaces.load(last)
+            if ws is not None:
+                self.apply_workspace(ws, symbols=False)
+
+    # -- construction --------------------------------------------------------------------
+
+    def _saved_keys(self, chart: str, default: list[str]) -> list[str]:
+        raw = self.settings.value(f"indicators/{chart}")
+        keys = default if raw is None else [k for k in str(raw).split(",") if k]
+        return [k for k in keys if _valid(k)]
+
+    def _build_docks(self) -> None:
+        w = self.w
+        self.alerts_model = AlertsModel(self.book)
+        self.alerts_view = AlertsView(self.alerts_model)
+        self.alerts_view.remove_requested.connect(self.remove_alerts)
+        self.alerts_dock = QDockWidget("Alerts", w)
+        self.alerts_dock.setObjectName("alerts_dock")
+        self.alerts_dock.setWidget(self.alerts_view)
+        self.tape_model = TapeModel(w.store)
+        self.tape_view = TapeView(self.tape_model)
+        self.tape_dock = QDockWidget("Time and sales", w)
+        self.tape_dock.setObjectName("tape_dock")
+        self.tape_dock.setWidget(self.tape_view)
+        w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tape_dock)
+        w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.alerts_dock)
+        self.search = SymbolSearch(w)
+        self.search.symbol_chosen.connect(self.open_symbol)
+        w.watchlist.setItemDelegateForColumn(0, _AlertedDelegate(self))
+
+    def _build_menus(self) -> None:
+        w = self.w
+        menu = w.menuBar().addMenu("&Indicators")
+        bar = QToolBar("Indicators")
+        bar.setObjectName("indicators_toolbar")
+        w.addToolBar(bar)
+        self.indicator_actions: dict[str, QAction] = {}
+        for key in DEFAULT_INDICATORS:
+            action = QAction(IndicatorSpec.parse(key).label, w, checkable=True)
+            action.setData(key)
+            action.toggled.connect(self._indicator_toggled)
+            menu.addAction(action)
+            bar.addAction(action)
+            self.indicator_actions[key.split(":")[0]] = action
+        menu.addSeparator()
+        menu.addAction("SMA &period…", lambda: self._ask_period("sma"))
+        menu.addAction("EMA p&eriod…", lambda: self._ask_period("ema"))
+        w.grid_action.toggled.connect(lambda _on: self._sync_indicator_actions())
+
+        alerts = w.menuBar().addMenu("&Alerts")
+        self.add_alert_action = alerts.addAction("&Add alert for the selected symbol…")
+        self.add_alert_action.triggered.connect(lambda: self.ask_alert(w.current))
+        self.add_alert_action.setShortcut(QKeySequence("Alt+A"))
+        alerts.addAction(self.alerts_dock.toggleViewAction())
+
+        view = w.menuBar().addMenu("&Desk")
+        self.search_action = view.addAction("&Find symbol…", self.open_search)
+        self.search_action.setShortcut(QKeySequence("Ctrl+K"))
+        self.search_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        view.addAction("&Compare with…", self._ask_compare)
+        view.addAction("Clear comparison", lambda: self.set_compare([]))
+        view.addAction(self.tape_dock.toggleViewAction())
+        view.addSeparator()
+        view.addAction("&Save workspace as…", self._ask_save_workspace)
+        self.workspace_menu = view.addMenu("&Open workspace")
+        self.workspace_menu.aboutToShow.connect(self._fill_workspace_menu)
+        w.watchlist.menu_extensions.append(self._watchlist_menu)
+
+    def _hook_charts(self) -> None:
+        self.w.chart.scene().sigMouseClicked.connect(self._chart_clicked)
+        self.w.watchlist.symbol_selected.connect(self._seen)
+        self.w.bridge.watched_changed.connect(lambda _symbols: self.refresh_alerts())
+
+    # -- indicators ------------------------------------------------------------------------
+
+    def chart_key(self) -> str:
+        return "grid" if self.w.grid_action.isChecked() else "chart"
+
+    def set_indicators(self, chart: str, keys: list[str]) -> None:
+        """Show the indicators ``keys`` (``sma:20``, ``rsi``…) on ``chart`` ("chart" or "grid")."""
+        self.indicator_keys[chart] = [k for k in keys if _valid(k)]
+        self.apply_indicators()
+
+    def apply_indicators(self) -> None:
+        keys = self.indicator_keys
+        self.w.chart.pane.set_indicators([IndicatorSpec.parse(k) for k in keys["chart"]])
+        self.w.grid.set_indicators([IndicatorSpec.parse(k) for k in keys["grid"]])
+        self._sync_indicator_actions()
+
+    def _sync_indicator_actions(self) -> None:
+        active = {k.split(":")[0]: k for k in self.indicator_keys[self.chart_key()]}
+        for kind, action in self.indicator_actions.items():
+            key = active.get(kind, str(action.data()))
+            action.blockSignals(True)
+            action.setChecked(kind in active)
+            action.setData(key)
+            action.setText(IndicatorSpec.parse(key).label)
+            action.blockSignals(False)
+
+    def _indicator_toggled(self, *_: Any) -> None:
+        keys = [str(a.data()) for a in self.indicator_actions.values() if a.isChecked()]
+        self.set_indicators(self.chart_key(), keys)
+
+    def _ask_period(self, kind: str) -> None:
+        action = self.indicator_actions[kind]
+        current = IndicatorSpec.parse(str(action.data())).period
+        period, ok = QInputDialog.getInt(
+            self.w, f"{kind.upper()} period", "Period", current, 1, 1000
+        )
+        if ok:
+            action.setData(f"{kind}:{period}")
+            action.setChecked(True)
+            self._indicator_toggled()
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def add_alert(self, symbol: str, level: float, condition: str | None = None) -> Alert:
+        """Make an alert on ``symbol`` at ``level`` (condition from the last price if not given)."""
+        series = self.w.store.get(symbol)
+        price = series.last.price if series is not None and series.last is not None else None
+        alert = self.book.add(
+            symbol, level, time.time(), price, "above" if condition == "above" else
+            "below" if condition == "below" else None,
+        )  # fmt: skip
+        if series is not None:
+            self._checked[symbol] = series.ticks.added
+        self.saved_alerts.save(self.book)
+        self.refresh_alerts()
+        self.w.statusBar().showMessage(f"Alert set: {alert.describe}", 4000)
+        return alert
+
+    def remove_alerts(self, ids: list[int]) -> None:
+        for alert_id in ids:
+            self.book.remove(alert_id)
+        self.saved_alerts.save(self.book)
+        self.refresh_alerts()
+
+    def ask_alert(self, symbol: str | None, level: float | None = None) -> None:
+        if symbol is None:
+            self.w.show_error("Select a symbol to set an alert on.")
+            return
+        series = self.w.store.get(symbol)
+        if level is None:
+            level = series.last.price if series is not None and series.last is not None else 0.0
+        value, ok = QInputDialog.getDouble(
+            self.w, f"Alert on {symbol}", "Alert when the price crosses", level, 0.0001, 1e9, 2
+        )
+        if ok and value > 0:
+            self.add_alert(symbol, value)
+
+    def refresh_alerts(self) -> None:
+        """Show the book: the panel and the dashed lines on every chart."""
+        self.alerts_model.reload()
+        panes = [self.w.chart.pane, *self.w.grid.panes.values()]
+        for pane in panes:
+            levels = {
+                a.id: (a.level, a.condition) for a in self.book.waiting(pane.symbol)
+            } if pane.symbol else {}  # fmt: skip
+            pane.alert_lines.set_levels(levels)
+            pane.refresh(force=True)
+
+    def check_alerts(self) -> list[Alert]:
+        """Check each alerted symbol's new updates; fire what crossed."""
+        fired: list[Alert] = []
+        for symbol in self.book.symbols():
+            series = self.w.store.get(symbol)
+            if series is None:
+                continue
+            ticks = series.ticks
+            seen = self._checked.get(symbol, ticks.evicted)
+            if ticks.added < seen:
+                seen = ticks.evicted  # removed and added again: its buffer started over
+            start = max(seen, ticks.evicted) - ticks.evicted
+            if start >= len(ticks):
+                continue
+            self._checked[symbol] = ticks.added
+            cols = [ticks.column(c)[start:] for c in ("price", "high", "low", "ts")]
+            fired += self.book.check(symbol, *cols)
+        for alert in fired:
+            self._fire(alert)
+        if fired:
+            self.saved_alerts.save(self.book)
+            self.refresh_alerts()
+        return fired
+
+    def _fire(self, alert: Alert) -> None:
+        self.fired_at[alert.id] = time.time()
+        self.alerted.add(alert.symbol)
+        text = f"Alert: {alert.describe} (at {alert.price:,.2f})"
+        self.w.statusBar().showMessage(text, 15_000)
+        if self.tray is not None:
+            self.tray.showMessage("ticker alert", text, QSystemTrayIcon.MessageIcon.Information)
+        else:
+            QApplication.beep()
+        self.w.watchlist.viewport().update()
+        self.alert_fired.emit(alert)
+
+    def _chart_clicked(self, event: Any) -> None:
+        if event.button() != Qt.MouseButton.RightButton:
+            return
+        pane = self.w.chart.pane
+        if pane.symbol is None or not pane.plot.vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        price = float(pane.plot.vb.mapSceneToView(event.scenePos()).y())
+        self.chart_menu(pane.symbol, price).popup(event.screenPos().toPoint())
+        event.accept()
+
+    def chart_menu(self, symbol: str, price: float) -> QMenu:
+        """The chart's right-click menu: an alert at the clicked price."""
+        menu = QMenu(self.w)
+        menu.addAction(f"Alert {symbol} at {price:,.2f}", lambda: self.add_alert(symbol, price))
+        menu.addAction("Alert at another price…", lambda: self.ask_alert(symbol, round(price, 2)))
+        return menu
+
+    def _watchlist_menu(self, menu: QMenu, symbols: list[str]) -> None:
+        menu.addSeparator()
+        action = menu.addAction(f"Alert on {symbols[0]}…")
+        action.triggered.connect(lambda: self.ask_alert(symbols[0]))
+
+    # -- comparison, search ---------------------------------------------------------------
+
+    def set_compare(self, symbols: list[str]) -> None:
+        """Overlay ``symbols`` (watched ones) on the large chart, in percent."""
+        self.compare = [s for s in symbols if s in self.w.store]
+        self.w.chart.pane.set_comparison(self.compare)
+
+    def _ask_compare(self) -> None:
+        text, ok = QInputDialog.getText(self.w, "Compare", "Symbols (watched), comma-separated")
+        if ok:
+            self.set_compare([s.strip().upper() for s in text.replace(" ", ",").split(",") if s])
+
+    def open_search(self) -> None:
+        names = self.w.completer_symbols()
+        for symbol in self.w.store.symbols:
+            if symbol not in names:
+                names.append(symbol)
+        labels = [f"{s}   {self.w.model.names.get(s, '')}".rstrip() for s in names]
+        self.search.open_with(labels)
+
+    def open_symbol(self, symbol: str) -> None:
+        """Open ``symbol``'s chart from anywhere (watching it first if need be)."""
+        if symbol not in self.w.store:
+            self.w.add_symbols(symbol)
+        self.w.show_symbol(symbol)
+        self.w.single_action.setChecked(True)
+
+    # -- workspaces --------------------------------------------------------------------------
+
+    def capture(self) -> Workspace:
+        w = self.w
+        mode, interval = w.chart_mode()
+        return Workspace(
+            symbols=list(w.store.symbols),
+            view="grid" if w.grid_action.isChecked() else "single",
+            selected=w.current,
+            mode=mode,
+            interval=interval,
+            indicators={k: list(v) for k, v in self.indicator_keys.items()},
+            compare=list(self.compare),
+            geometry=as_bytes(w.saveGeometry()),
+            splitter=as_bytes(w.splitter.saveState()),
+            window_state=as_bytes(w.saveState()),
+        )
+
+    def apply_workspace(self, ws: Workspace, symbols: bool = True) -> None:
+        """Restore ``ws``; its symbols too unless ``symbols`` is False (at start the watchlist
+        is the last session's)."""
+        w = self.w
+        if symbols and ws.symbols:
+            gone = [s for s in w.store.symbols if s not in ws.symbols]
+            if gone:
+                w.bridge.unwatch(gone)
+            w.bridge.watch(ws.symbols)
+        w.mode_box.setCurrentIndex(max(0, w.mode_box.findData(ws.mode)))
+        w.interval_box.setCurrentIndex(max(0, w.interval_box.findData(ws.interval)))
+        (w.grid_action if ws.view == "grid" else w.single_action).setChecked(True)
+        self.indicator_keys = {
+            "chart": list(ws.indicators.get("chart", [])),
+            "grid": list(ws.indicators.get("grid", [])),
+        }
+        self.apply_indicators()
+        if ws.geometry:
+            w.restoreGeometry(ws.geometry)
+        if ws.splitter:
+            w.splitter.restoreState(ws.splitter)
+        if ws.window_state:
+            w.restoreState(ws.window_state)
+        if ws.selected:
+            w.show_symbol(ws.selected)
+        self.set_compare(ws.compare)
+
+    def save_workspace(self, name: str) -> None:
+        self.workspaces.save(name, self.capture())
+        self.w.statusBar().showMessage(f"Workspace {name!r} saved", 4000)
+
+    def load_workspace(self, name: str) -> bool:
+        ws = self.workspaces.load(name)
+        if ws is None:
+            return False
+        self.apply_workspace(ws)
+        self.workspaces.mark_used(name)
+        return True
+
+    def _ask_save_workspace(self) -> None:
+        name, ok = QInputDialog.getText(self.w, "Save workspace", "Name")
+        if ok and name.strip():
+            try:
+                self.save_workspace(name)
+            except ValueError as exc:
+                self.w.show_error(str(exc))
+
+    def _fill_workspace_menu(self) -> None:
+        self.workspace_menu.clear()
+        for name in self.workspaces.names():
+            action = self.workspace_menu.addAction(name)
+            action.triggered.connect(partial(self.load_workspace, name))
+        if not self.workspace_menu.actions():
+            self.workspace_menu.addAction("(none saved)").setEnabled(False)
+
+    # -- per frame, on close -------------------------------------------------------------------
+
+    def on_frame(self) -> None:
+        """Called by the window's frame timer: check alerts, feed the tape."""
+        self.check_alerts()
+        current = self.w.current
+        if self.tape_model.symbol != current:
+            self.tape_model.set_symbol(current)
+            self.refresh_alerts()
+        if self.tape_dock.isVisible():
+            self.tape_model.refresh()
+
+    def _seen(self, symbol: str) -> None:
+        if symbol in self.alerted:
+            self.alerted.discard(symbol)
+            self.w.watchlist.viewport().update()
+
+    def save(self) -> None:
+        for chart, keys in self.indicator_keys.items():
+            self.settings.setValue(f"indicators/{chart}", ",".join(keys))
+        self.saved_alerts.save(self.book)
+
+
+def _valid(key: str) -> bool:
+    try:
+        IndicatorSpec.parse(key)
+    except ValueError:
+        return False
+    return True
