@@ -82,7 +82,10 @@ class DeskFeatures(QObject):
         self.alerted: set[str] = set()
         """Symbols whose alert fired (highlighted in the watchlist until selected)."""
         self.fired_at: dict[int, float] = {}
-        """Alert id -> wall time it fired (tests read the tick-to-alert delay from it)."""
+        """Alert id -> wall time it fired (minus its ``triggered``: the tick-to-alert delay)."""
+        self.fire_lag: dict[int, float] = {}
+        """Alert id -> seconds from the store taking the symbol's newest update to the alert
+        firing: the desk's own share of the delay (the rest is the network and the server)."""
         self._checked: dict[str, int] = {}
         self.indicator_keys = {
             "chart": self._saved_keys("chart", ["sma:20", "ema:50"]),
@@ -287,6 +290,9 @@ class DeskFeatures(QObject):
 
     def _fire(self, alert: Alert) -> None:
         self.fired_at[alert.id] = time.time()
+        series = self.w.store.get(alert.symbol)
+        if series is not None and series.updated_at is not None:
+            self.fire_lag[alert.id] = time.monotonic() - series.updated_at
         self.alerted.add(alert.symbol)
         text = f"Alert: {alert.describe} (at {alert.price:,.2f})"
         self.w.statusBar().showMessage(text, 15_000)
