@@ -326,6 +326,10 @@ class CandleSeries:
         return len(self._cols)
 
     @property
+    def capacity(self) -> int:
+        return self._cols.capacity
+
+    @property
     def evicted(self) -> int:
         """Candles dropped from the front (the absolute index of row 0)."""
         return self._cols.evicted

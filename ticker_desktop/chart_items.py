@@ -27,7 +27,15 @@ from PySide6.QtWidgets import QGraphicsLineItem
 from .buffers import CandleSeries
 from .theme import ACCENT, BACKGROUND, DOWN, MUTED, UP
 
-__all__ = ["CandlesItem", "Crosshair", "LastPrice", "LiveCurve", "PriceAxis", "VolumeItem"]
+__all__ = [
+    "CandlesItem",
+    "Crosshair",
+    "LastPrice",
+    "LinesItem",
+    "LiveCurve",
+    "PriceAxis",
+    "VolumeItem",
+]
 
 _Key = tuple[int, int, bool, bool]
 _Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -386,3 +394,54 @@ class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
             self._missed = True
             return
         super().viewRangeChanged(vb, ranges, changed)
+
+
+class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
+    """Several lines drawn straight from zero-copy numpy views, only the part in view.
+
+    Indicator lines change every frame on every chart; a curve item per line would
+    cost a ``setData`` each (about a millisecond of Python apiece). This item is
+    handed the views and only builds paths when it paints: for each line the rows
+    in view, thinned to about two points per pixel (indicator lines are smooth),
+    NaN rows left as gaps. Coordinates are relative to the first x, as the candles'.
+    """
+
+    _HUGE = QRectF(-1e12, -1e12, 2e12, 2e12)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[QPen, _Array, _Array]] = []
+        self._origin: float | None = None
+
+    def set_lines(self, lines: list[tuple[QPen, _Array, _Array]]) -> None:
+        """Draw ``lines`` (pen, x, y), each x ascending; takes effect at the next paint."""
+        self.lines = lines
+        if self._origin is None and lines and len(lines[0][1]):
+            self._origin = float(lines[0][1][0])
+            self.setPos(self._origin, 0.0)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        # The view box clips to itself; a fixed rect never re-indexes the scene per frame.
+        return self._HUGE
+
+    def paint(self, p: QPainter, *args: Any) -> None:
+        view = self.viewRect()
+        if view is None or not self.lines:
+            return
+        origin = self._origin or 0.0
+        left, right = origin + view.left(), origin + view.right()
+        pixel = max(self.pixelWidth(), 1e-12)
+        points = max(2, int(2 * view.width() / pixel))
+        for pen, x, y in self.lines:
+            n = min(len(x), len(y))
+            if n < 2:
+                continue
+            i0 = max(0, int(np.searchsorted(x[:n], left)) - 1)
+            i1 = min(n, int(np.searchsorted(x[:n], right)) + 1)
+            step = max(1, (i1 - i0) // points)
+            xs, ys = x[i0:i1:step], y[i0:i1:step]
+            if len(xs) < 2:
+                continue
+            p.setPen(pen)
+            p.drawPath(pg.arrayToQPath(xs - origin, ys, connect="finite"))

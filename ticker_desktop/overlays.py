@@ -10,16 +10,16 @@ change gives the indicators a new series, so they make one full pass over it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsLineItem
 
-from .chart_items import LiveCurve
+from .chart_items import LinesItem, LiveCurve
 from .indicators import LOWER_KINDS, Indicator, IndicatorSpec
 from .store import SymbolSeries
 from .theme import ACCENT, DOWN, MUTED, UP
@@ -28,8 +28,6 @@ __all__ = ["AlertLines", "Comparison", "IndicatorOverlay", "indicator_color"]
 
 _PALETTE = ["#ffb74d", "#ba68c8", "#4dd0e1", "#aed581", "#f06292", "#90a4ae"]
 _FIXED = {"vwap": "#e0e0e0", "bollinger": "#7986cb", "rsi": "#ce93d8", "macd": "#4fc3f7"}
-_SKIP = {"rsi": 14, "bollinger": 19}
-"""Leading rows an indicator leaves undefined (NaN) for each kind besides SMA."""
 
 
 def indicator_color(spec: IndicatorSpec, index: int) -> QColor:
@@ -38,7 +36,7 @@ def indicator_color(spec: IndicatorSpec, index: int) -> QColor:
 
 
 class IndicatorOverlay:
-    """The indicators of one pane: their state, their curves over the price, the lower pane's.
+    """The indicators of one pane: their state and their lines over the price and below it.
 
     Args:
         plot: the price plot.
@@ -50,7 +48,12 @@ class IndicatorOverlay:
         self.lower = lower
         self.specs: list[IndicatorSpec] = []
         self.indicators: dict[IndicatorSpec, Indicator] = {}
-        self.curves: dict[IndicatorSpec, list[LiveCurve]] = {}
+        self.pens: dict[IndicatorSpec, list[QPen]] = {}
+        self.upper_lines = LinesItem()
+        plot.addItem(self.upper_lines, ignoreBounds=True)
+        self.lower_lines = LinesItem()
+        if lower is not None:
+            lower.addItem(self.lower_lines, ignoreBounds=True)
         self._source: object | None = None
         self._levels: list[pg.InfiniteLine] = []
 
@@ -58,52 +61,39 @@ class IndicatorOverlay:
         """Draw exactly ``specs`` (oscillators only where there is a lower plot)."""
         wanted = [s for s in specs if s.kind not in LOWER_KINDS or self.lower is not None]
         for spec in [s for s in self.specs if s not in wanted]:
-            target = self.lower if spec.kind in LOWER_KINDS else self.plot
-            for curve in self.curves.pop(spec, []):
-                if target is not None:
-                    target.removeItem(curve)
+            self.pens.pop(spec, None)
             self.indicators.pop(spec, None)
         for index, spec in enumerate(wanted):
-            if spec not in self.curves:
-                self.curves[spec] = self._make_curves(spec, index)
+            if spec not in self.pens:
+                self.pens[spec] = self._make_pens(spec, index)
         self.specs = wanted
+        if not wanted:
+            self.upper_lines.set_lines([])
+            self.lower_lines.set_lines([])
         self._show_lower()
 
     def has_lower(self) -> bool:
         return any(s.kind in LOWER_KINDS for s in self.specs)
 
-    def _make_curves(self, spec: IndicatorSpec, index: int) -> list[LiveCurve]:
+    @staticmethod
+    def _make_pens(spec: IndicatorSpec, index: int) -> list[QPen]:
         color = indicator_color(spec, index)
-        target = self.lower if spec.kind in LOWER_KINDS else self.plot
-        assert target is not None
-        pens: list[Any]
         if spec.kind == "bollinger":
             faint = QColor(color)
             faint.setAlpha(170)
-            pens = [
+            return [
                 pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine),
                 pg.mkPen(faint, width=1),
                 pg.mkPen(faint, width=1),
             ]
-        elif spec.kind == "macd":
-            pens = [pg.mkPen(color, width=1.2), pg.mkPen(ACCENT, width=1), pg.mkPen(MUTED, width=1)]
-        else:
-            pens = [pg.mkPen(color, width=1.2)]
-        curves = []
-        for pen in pens:
-            curve = LiveCurve(pen=pen)
-            curve.setSkipFiniteCheck(True)
-            target.addItem(curve)
-            curves.append(curve)
-        target.setClipToView(True)
-        target.setDownsampling(auto=True, mode="peak")
-        return curves
+        if spec.kind == "macd":
+            return [pg.mkPen(color, width=1.2), pg.mkPen(ACCENT, width=1), pg.mkPen(MUTED, width=1)]
+        return [pg.mkPen(color, width=1.2)]
 
     def _show_lower(self) -> None:
         if self.lower is None:
             return
-        visible = self.has_lower()
-        self.lower.setVisible(visible)
+        self.lower.setVisible(self.has_lower())
         for line in self._levels:
             self.lower.removeItem(line)
         self._levels = []
@@ -115,24 +105,20 @@ class IndicatorOverlay:
                 self.lower.addItem(line, ignoreBounds=True)
                 self._levels.append(line)
 
-    def live_curves(self) -> Iterator[LiveCurve]:
-        for curves in self.curves.values():
-            yield from curves
-
     def reset(self) -> None:
         """Forget every indicator's outputs: the next refresh makes one full pass (history load)."""
         for indicator in self.indicators.values():
             indicator.reset()
 
     def refresh(self, series: SymbolSeries, mode: str, interval: float) -> None:
-        """Bring every indicator up to date with the pane's series and hand its curves the data."""
+        """Bring every indicator up to date with the pane's series and hand the lines its views."""
         if not self.specs:
             return
         if mode == "candles":
             candles = series.candles[interval]
             source: object = candles
             x, volume, t = candles.column("close"), candles.column("volume"), candles.column("t")
-            evicted, capacity = candles.evicted, candles._cols.capacity
+            evicted, capacity = candles.evicted, candles.capacity
             xs = t + interval / 2
         else:
             ticks = series.ticks
@@ -145,31 +131,29 @@ class IndicatorOverlay:
             self.indicators.clear()
         if not len(x):
             return
+        upper: list[tuple[QPen, Any, Any]] = []
+        lower: list[tuple[QPen, Any, Any]] = []
         for spec in self.specs:
             indicator = self.indicators.get(spec)
             if indicator is None:
                 indicator = self.indicators[spec] = Indicator(spec, capacity)
             indicator.update(x, volume, t, evicted)
-            skip = min(len(x), _SKIP.get(spec.kind, spec.period - 1 if spec.period else 0))
-            for curve, line in zip(self.curves[spec], indicator.lines, strict=True):
-                curve.setData(xs[skip:], indicator.column(line)[skip:])
+            target = lower if spec.kind in LOWER_KINDS else upper
+            for pen, line in zip(self.pens[spec], indicator.lines, strict=True):
+                target.append((pen, xs, indicator.column(line)))
+        self.upper_lines.set_lines(upper)
+        self.lower_lines.set_lines(lower)
 
     def lower_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         """The y range of the oscillators within [x0, x1] (RSI is always 0 to 100)."""
         if any(s.kind == "rsi" for s in self.specs):
             return (0.0, 100.0)
         lo, hi = math.inf, -math.inf
-        for spec in self.specs:
-            if spec.kind != "macd":
-                continue
-            for curve in self.curves.get(spec, []):
-                xs, ys = curve.getOriginalDataset()
-                if xs is None or not len(xs):
-                    continue
-                i0, i1 = np.searchsorted(xs, [x0, x1])
-                window = ys[i0:i1]
-                if len(window):
-                    lo, hi = min(lo, float(np.nanmin(window))), max(hi, float(np.nanmax(window)))
+        for _, xs, ys in self.lower_lines.lines:
+            i0, i1 = np.searchsorted(xs, [x0, x1])
+            window = ys[i0:i1]
+            if len(window) and not np.isnan(window).all():
+                lo, hi = min(lo, float(np.nanmin(window))), max(hi, float(np.nanmax(window)))
         if not math.isfinite(lo):
             return None
         pad = max((hi - lo) * 0.1, 1e-6)

@@ -289,7 +289,7 @@ class PricePane:
         return newest
 
     def _curves(self) -> list[LiveCurve]:
-        return [self.curve, *self.overlay.live_curves(), *self.comparison.curves.values()]
+        return [self.curve, *self.comparison.curves.values()]
 
     def set_indicators(self, specs: list[IndicatorSpec]) -> None:
         """Draw ``specs`` over this pane (oscillators in its lower plot, if it has one)."""

@@ -57,8 +57,9 @@ async def test_toggling_indicators_draws_them_and_updates_incrementally(desk: De
         rsi = next(i for s, i in overlay.indicators.items() if s.kind == "rsi")
         await until(lambda: len(rsi) == len(series.ticks), "RSI caught up")
         assert rsi.full_passes == 1, "live ticks update the newest rows only"
-        _, ys = overlay.curves[rsi.spec][0].getOriginalDataset()
-        assert np.all((ys >= 0) & (ys <= 100))
+        [(_, xs, ys)] = overlay.lower_lines.lines
+        assert len(xs) == len(ys) == len(series.ticks)
+        assert np.all((ys[14:] >= 0) & (ys[14:] <= 100))
         sma = next(i for s, i in overlay.indicators.items() if s.kind == "sma")
         n = len(sma)
         expected = series.ticks.price[n - 20 : n].mean()
