@@ -162,6 +162,10 @@ class DeskFeatures(QObject):
         self.search_action = view.addAction("&Find symbol…", self.open_search)
         self.search_action.setShortcut(QKeySequence("Ctrl+K"))
         self.search_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        self.log_action = view.addAction("&Log price scale")
+        self.log_action.setCheckable(True)
+        self.log_action.setShortcut(QKeySequence("Ctrl+Shift+L"))
+        self.log_action.toggled.connect(self.set_log)
         view.addAction("&Compare with…", self._ask_compare)
         view.addAction("Clear comparison", lambda: self.set_compare([]))
         view.addAction(self.tape_dock.toggleViewAction())
@@ -328,9 +332,19 @@ class DeskFeatures(QObject):
     # -- comparison, search ---------------------------------------------------------------
 
     def set_compare(self, symbols: list[str]) -> None:
-        """Overlay ``symbols`` (watched ones) on the large chart, in percent."""
-        self.compare = [s for s in symbols if s in self.w.store]
+        """Overlay ``symbols`` (watched ones) on the large chart, in percent (a linear scale)."""
+        own = self.w.chart.pane.symbol
+        self.compare = [s for s in symbols if s in self.w.store and s != own]
+        if self.compare:
+            self.log_action.setChecked(False)
         self.w.chart.pane.set_comparison(self.compare)
+
+    def set_log(self, log: bool) -> None:
+        """A log price scale on the large chart (it ends a percent comparison)."""
+        if log and self.compare:
+            self.set_compare([])
+        self.log_action.setChecked(log)
+        self.w.chart.pane.set_log(log)
 
     def _ask_compare(self) -> None:
         text, ok = QInputDialog.getText(self.w, "Compare", "Symbols (watched), comma-separated")
@@ -365,6 +379,7 @@ class DeskFeatures(QObject):
             interval=interval,
             indicators={k: list(v) for k, v in self.indicator_keys.items()},
             compare=list(self.compare),
+            log_scale=self.log_action.isChecked(),
             geometry=as_bytes(w.saveGeometry()),
             splitter=as_bytes(w.splitter.saveState()),
             window_state=as_bytes(w.saveState()),
@@ -395,6 +410,7 @@ class DeskFeatures(QObject):
             w.restoreState(ws.window_state)
         if ws.selected:
             w.show_symbol(ws.selected)
+        self.set_log(ws.log_scale)
         self.set_compare(ws.compare)
 
     def save_workspace(self, name: str) -> None:

@@ -193,11 +193,13 @@ class AlertLines:
             self._items[alert_id] = (line, label)
         self.levels = dict(levels)
 
-    def show(self, x0: float, x1: float) -> None:
-        """Lay the lines across [x0, x1] (with room to pan)."""
+    def show(self, x0: float, x1: float, log: bool = False) -> None:
+        """Lay the lines across [x0, x1] (with room to pan); at log10 of the levels if ``log``."""
         margin = 10 * (x1 - x0)
         for alert_id, (line, label) in self._items.items():
             level = self.levels[alert_id][0]
+            if log:
+                level = math.log10(level)
             line.setLine(x0 - margin, level, x1 + margin, level)
             if label is not None:
                 label.setPos(x0 + (x1 - x0) * 0.82, level)

@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 
 from .buffers import CANDLE_INTERVALS
-from .chart_items import CandlesItem, Crosshair, LastPrice, LiveCurve, VolumeItem
+from .chart_items import CandlesItem, Crosshair, LastPrice, LiveCurve, PriceAxis, VolumeItem
 from .indicators import IndicatorSpec
 from .overlays import AlertLines, Comparison, IndicatorOverlay
 from .store import MAX_GAPS, MarketStore, SymbolSeries
@@ -115,6 +115,8 @@ class PricePane:
         self.overlay = IndicatorOverlay(plot, lower)
         self.alert_lines = AlertLines(plot, labelled=not compact)
         self.comparison = Comparison(plot)
+        self.log = False
+        """A log price scale (percent comparison keeps a linear one)."""
         self.set_mode("line", self.interval)
 
     # -- setup ---------------------------------------------------------------------
@@ -271,7 +273,7 @@ class PricePane:
                 (x0, _), _ = self.plot.vb.viewRange()
                 self.curve.setData(ticks.ts, Comparison.percent(ticks.ts, ticks.price, x0))
             elif changed and self.mode == "line":
-                self.curve.setData(ticks.ts, ticks.price)
+                self.curve.setData(ticks.ts, np.log10(ticks.price) if self.log else ticks.price)
             if changed or force:
                 self.overlay.refresh(series, self.mode, self.interval)
         if changed and self.mode == "candles":
@@ -294,6 +296,20 @@ class PricePane:
     def set_indicators(self, specs: list[IndicatorSpec]) -> None:
         """Draw ``specs`` over this pane (oscillators in its lower plot, if it has one)."""
         self.overlay.set_specs(specs)
+        self.refresh(force=True)
+
+    def set_log(self, log: bool) -> None:
+        """Switch the price scale between linear and logarithmic."""
+        self.log = log
+        self.candles.set_log(log)
+        self.overlay.upper_lines.log = log
+        axis = self.plot.getAxis("right")
+        if isinstance(axis, PriceAxis):
+            axis.set_log(log)
+        if self.crosshair is not None:
+            self.crosshair.log = log
+        self._y = None
+        self._version = -1
         self.refresh(force=True)
 
     def set_comparison(self, symbols: list[str]) -> None:
@@ -344,6 +360,8 @@ class PricePane:
             lo, hi = float(c.column("low")[i0:i1].min()), float(c.column("high")[i0:i1].max())
             self._fit_volume(c.column("volume")[i0:i1])
         self._y_data = (lo, hi)
+        if self.log:
+            lo, hi = math.log10(lo), math.log10(hi)
         self._set_y(lo, hi)
 
     def _set_y(self, lo: float, hi: float) -> None:
@@ -379,8 +397,9 @@ class PricePane:
         if self.comparison.active:
             self.last_price.hide()
         else:
-            self.last_price.show(x0, x1, last.price)
-        self.alert_lines.show(x0, x1)
+            y = math.log10(last.price) if self.log else None
+            self.last_price.show(x0, x1, last.price, y)
+        self.alert_lines.show(x0, x1, self.log and not self.comparison.active)
         for gap in series.gaps:
             if gap.end > self._gap_end:
                 self._mark_gap(gap.start, gap.end)

@@ -227,3 +227,29 @@ async def test_grid_charts_have_a_price_axis_and_last_price_tag(desk: Desk) -> N
             lambda: pane.last_price._text == f"{window.store.get('TSLA').last.price:,.2f}",
             "tag = last",
         )
+
+
+async def test_log_scale_puts_the_price_axis_in_log_units_labelled_as_prices(desk: Desk) -> None:
+    """With the log scale on, the view's y range is log10 of the prices in view, the axis still
+    reads prices, candles draw in log units, and it survives a workspace round trip."""
+    async with desk:
+        window, _ = await desk.live_window(["AAPL"])
+        await ticks_of(window, "AAPL", 30)
+        pane = window.chart.pane
+        window.desk.set_log(True)
+        series = window.store.get("AAPL")
+        assert series is not None and series.last is not None
+        _, (y0, y1) = pane.plot.vb.viewRange()
+        assert y0 < np.log10(series.last.price) < y1 < 4, "log units, not dollars"
+        axis = pane.plot.getAxis("right")
+        assert axis.tickStrings([np.log10(123.45)], 1.0, 0.01) == ["123.45"]
+        window.mode_box.setCurrentIndex(window.mode_box.findData("candles"))
+        assert pane.candles.log
+        window.desk.save_workspace("Log")
+        window.desk.set_log(False)
+        _, (y0, y1) = pane.plot.vb.viewRange()
+        assert y0 < series.last.price < y1
+        window.desk.load_workspace("Log")
+        assert pane.log and window.desk.log_action.isChecked()
+        window.desk.set_compare(["AAPL"])  # itself: no comparison, scale untouched
+        assert pane.log
