@@ -84,7 +84,9 @@ class AlertsModel(QAbstractTableModel):
             if column == 0:
                 return alert.symbol
             if column == 1:
-                return f"crosses {alert.condition} {alert.level:,.2f}"
+                return (
+                    f"{'▲ above' if alert.condition == 'above' else '▼ below'} {alert.level:,.2f}"
+                )
             if column == 2:
                 return _clock(alert.created)
             if alert.triggered is None:
@@ -113,7 +115,9 @@ class AlertsView(QTableView):
         self.setShowGrid(False)
         self.verticalHeader().hide()
         self.verticalHeader().setDefaultSectionSize(22)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.setObjectName("alerts")
 
     def keyPressEvent(self, event: QKeyEvent) -> None:

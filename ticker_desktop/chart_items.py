@@ -291,6 +291,14 @@ class PriceAxis(pg.AxisItem):  # type: ignore[misc]
         self.volume = volume
         self.log = False
         """Values are log10 of prices: ticks at round prices, labelled as prices."""
+        self.percent = False
+        """Values are percent changes (a comparison): labelled +0.25%."""
+
+    def set_percent(self, percent: bool) -> None:
+        if percent != self.percent:
+            self.percent = percent
+            self.picture = None
+            self.update()
 
     def set_log(self, log: bool) -> None:
         if log != self.log:
@@ -317,6 +325,8 @@ class PriceAxis(pg.AxisItem):  # type: ignore[misc]
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         if self.volume:
             return [_compact(v * scale) for v in values]
+        if self.percent:
+            return [f"{v * scale:+.2f}%" for v in values]
         if self.log:
             values = [10.0**v for v in values]
         top = max((abs(v) for v in values), default=0.0)

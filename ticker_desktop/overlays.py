@@ -56,6 +56,7 @@ class IndicatorOverlay:
             lower.addItem(self.lower_lines, ignoreBounds=True)
         self._source: object | None = None
         self._levels: list[pg.InfiniteLine] = []
+        self._band: tuple[Any, Any, Any] | None = None
 
     def set_specs(self, specs: list[IndicatorSpec]) -> None:
         """Draw exactly ``specs`` (oscillators only where there is a lower plot)."""
@@ -133,16 +134,30 @@ class IndicatorOverlay:
             return
         upper: list[tuple[QPen, Any, Any]] = []
         lower: list[tuple[QPen, Any, Any]] = []
+        self._band = None
         for spec in self.specs:
             indicator = self.indicators.get(spec)
             if indicator is None:
                 indicator = self.indicators[spec] = Indicator(spec, capacity)
             indicator.update(x, volume, t, evicted)
             target = lower if spec.kind in LOWER_KINDS else upper
+            if spec.kind == "bollinger":
+                self._band = (xs, indicator.column("upper"), indicator.column("lower"))
             for pen, line in zip(self.pens[spec], indicator.lines, strict=True):
                 target.append((pen, xs, indicator.column(line)))
         self.upper_lines.set_lines(upper)
         self.lower_lines.set_lines(lower)
+
+    def band_range(self, x0: float, x1: float) -> tuple[float, float] | None:
+        """Low and high of the Bollinger bands in [x0, x1], so the price axis can fit them."""
+        if self._band is None or not any(s.kind == "bollinger" for s in self.specs):
+            return None
+        xs, up, down = self._band
+        i0, i1 = np.searchsorted(xs, [x0, x1])
+        hi, lo = up[i0:i1], down[i0:i1]
+        if not len(hi) or np.isnan(hi).all():
+            return None
+        return float(np.nanmin(lo)), float(np.nanmax(hi))
 
     def lower_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         """The y range of the oscillators within [x0, x1] (RSI is always 0 to 100)."""
@@ -193,6 +208,12 @@ class AlertLines:
             self._items[alert_id] = (line, label)
         self.levels = dict(levels)
 
+    def set_visible(self, visible: bool) -> None:
+        for line, label in self._items.values():
+            line.setVisible(visible)
+            if label is not None:
+                label.setVisible(visible)
+
     def show(self, x0: float, x1: float, log: bool = False) -> None:
         """Lay the lines across [x0, x1] (with room to pan); at log10 of the levels if ``log``."""
         margin = 10 * (x1 - x0)
@@ -235,7 +256,7 @@ class Comparison:
             curve.setSkipFiniteCheck(True)
             self.plot.addItem(curve)
             self.curves[symbol] = curve
-            label = pg.TextItem(symbol, color=color, anchor=(0, 0.5))
+            label = pg.TextItem(symbol, color=color, anchor=(1, 1))
             self.plot.addItem(label, ignoreBounds=True)
             self.labels[symbol] = label
 

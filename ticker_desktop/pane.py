@@ -315,8 +315,15 @@ class PricePane:
     def set_comparison(self, symbols: list[str]) -> None:
         """Overlay ``symbols`` in percent from the view's left edge (none: plain prices)."""
         self.comparison.set_symbols([s for s in symbols if s != self.symbol])
-        self.candles.setVisible(self.mode == "candles" and not self.comparison.active)
-        self.curve.setVisible(self.mode == "line" or self.comparison.active)
+        active = self.comparison.active
+        self.candles.setVisible(self.mode == "candles" and not active)
+        self.curve.setVisible(self.mode == "line" or active)
+        # Lines in dollars mean nothing on a percent axis.
+        self.overlay.upper_lines.setVisible(not active)
+        self.alert_lines.set_visible(not active)
+        axis = self.plot.getAxis("right")
+        if isinstance(axis, PriceAxis):
+            axis.set_percent(active)
         self._y = None
         self._version = -1
         self.refresh(force=True)
@@ -360,6 +367,9 @@ class PricePane:
             lo, hi = float(c.column("low")[i0:i1].min()), float(c.column("high")[i0:i1].max())
             self._fit_volume(c.column("volume")[i0:i1])
         self._y_data = (lo, hi)
+        band = self.overlay.band_range(x0, x1)
+        if band is not None:
+            lo, hi = min(lo, band[0]), max(hi, band[1])
         if self.log:
             lo, hi = math.log10(lo), math.log10(hi)
         self._set_y(lo, hi)
