@@ -46,9 +46,9 @@ async def main(out: Path) -> None:
         series = window.store.get("NVDA")
         assert series is not None and series.last is not None
         price = series.last.price
-        window.desk.add_alert("NVDA", round(price * 1.0004, 2))
-        window.desk.add_alert("NVDA", round(price * 0.9996, 2))
-        window.desk.add_alert("MSFT", round(window.store.get("MSFT").last.price * 1.0004, 2))  # type: ignore[union-attr]
+        window.desk.alerts.add("NVDA", round(price * 1.0004, 2))
+        window.desk.alerts.add("NVDA", round(price * 0.9996, 2))
+        window.desk.alerts.add("MSFT", round(window.store.get("MSFT").last.price * 1.0004, 2))  # type: ignore[union-attr]
         window.splitter.setSizes([500, 1100])
         await asyncio.sleep(8)
         shot(out / "desk_chart.png")

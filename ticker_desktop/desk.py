@@ -2,38 +2,27 @@
 
 :class:`DeskFeatures` is built once by the window and installs its menus,
 toolbar, docks and shortcuts; the window calls :meth:`DeskFeatures.on_frame`
-from its one frame timer and :meth:`DeskFeatures.save` when it closes. Alerts
-are checked on every frame against the rows the store appended since the last
-check (every update, merged ones by their high and low), so one fires within a
-frame (16 ms) of the tick that crossed.
+from its one frame timer and :meth:`DeskFeatures.save` when it closes. The
+alerts' part is :class:`~.desk_alerts.AlertDesk`.
 """
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QInputDialog,
-    QMenu,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QSystemTrayIcon,
     QToolBar,
 )
 
-from .alerts import Alert, AlertBook
-from .alerts_panel import AlertsModel, AlertsView, SavedAlerts
+from .desk_alerts import AlertDesk
 from .indicators import IndicatorSpec
 from .symbol_search import SymbolSearch
 from .tape import TapeModel, TapeView
-from .theme import ACCENT
 from .workspaces import Workspace, Workspaces, as_bytes
 
 if TYPE_CHECKING:
@@ -45,48 +34,15 @@ DEFAULT_INDICATORS = ("sma:20", "ema:50", "vwap", "bollinger", "rsi", "macd")
 """What the Indicators menu offers (SMA and EMA periods can be changed there)."""
 
 
-class _AlertedDelegate(QStyledItemDelegate):
-    """Paints the watchlist rows of symbols whose alert fired with an accent background."""
-
-    def __init__(self, desk: DeskFeatures) -> None:
-        super().__init__()
-        self.desk = desk
-
-    def paint(
-        self,
-        painter: QPainter,
-        option: QStyleOptionViewItem,
-        index: QModelIndex | QPersistentModelIndex,
-    ) -> None:
-        symbol = index.model().index(index.row(), 0).data()
-        if symbol in self.desk.alerted and not option.state & QStyle.StateFlag.State_Selected:
-            color = ACCENT.darker(260)
-            painter.fillRect(option.rect, color)
-        super().paint(painter, option, index)
-
-
 class DeskFeatures(QObject):
     """Everything issue 14 adds to the window, installed in one place."""
-
-    alert_fired = Signal(object)
-    """An :class:`~.alerts.Alert` that just triggered."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.w = window
         self.settings = window.settings
-        self.book = AlertBook()
-        self.saved_alerts = SavedAlerts(self.settings)
-        self.saved_alerts.load(self.book)
+        self.alerts = AlertDesk(window)
         self.workspaces = Workspaces(self.settings)
-        self.alerted: set[str] = set()
-        """Symbols whose alert fired (highlighted in the watchlist until selected)."""
-        self.fired_at: dict[int, float] = {}
-        """Alert id -> wall time it fired (minus its ``triggered``: the tick-to-alert delay)."""
-        self.fire_lag: dict[int, float] = {}
-        """Alert id -> seconds from the store taking the symbol's newest update to the alert
-        firing: the desk's own share of the delay (the rest is the network and the server)."""
-        self._checked: dict[str, int] = {}
         self.indicator_keys = {
             "chart": self._saved_keys("chart", ["sma:20", "ema:50"]),
             "grid": self._saved_keys("grid", []),
@@ -94,13 +50,8 @@ class DeskFeatures(QObject):
         self.compare: list[str] = []
         self._build_docks()
         self._build_menus()
-        self._hook_charts()
-        self.tray = QSystemTrayIcon(window) if QSystemTrayIcon.isSystemTrayAvailable() else None
-        if self.tray is not None:
-            self.tray.setIcon(window.windowIcon())
-            self.tray.show()
         self.apply_indicators()
-        self.refresh_alerts()
+        self.alerts.refresh()
         last = self.workspaces.last()
         if last is not None:
             ws = self.workspaces.load(last)
@@ -116,22 +67,15 @@ class DeskFeatures(QObject):
 
     def _build_docks(self) -> None:
         w = self.w
-        self.alerts_model = AlertsModel(self.book)
-        self.alerts_view = AlertsView(self.alerts_model)
-        self.alerts_view.remove_requested.connect(self.remove_alerts)
-        self.alerts_dock = QDockWidget("Alerts", w)
-        self.alerts_dock.setObjectName("alerts_dock")
-        self.alerts_dock.setWidget(self.alerts_view)
         self.tape_model = TapeModel(w.store)
         self.tape_view = TapeView(self.tape_model)
         self.tape_dock = QDockWidget("Time and sales", w)
         self.tape_dock.setObjectName("tape_dock")
         self.tape_dock.setWidget(self.tape_view)
         w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tape_dock)
-        w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.alerts_dock)
+        w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.alerts.dock)
         self.search = SymbolSearch(w)
         self.search.symbol_chosen.connect(self.open_symbol)
-        w.watchlist.setItemDelegateForColumn(0, _AlertedDelegate(self))
 
     def _build_menus(self) -> None:
         w = self.w
@@ -152,11 +96,7 @@ class DeskFeatures(QObject):
         menu.addAction("EMA p&eriod…", lambda: self._ask_period("ema"))
         w.grid_action.toggled.connect(lambda _on: self._sync_indicator_actions())
 
-        alerts = w.menuBar().addMenu("&Alerts")
-        self.add_alert_action = alerts.addAction("&Add alert for the selected symbol…")
-        self.add_alert_action.triggered.connect(lambda: self.ask_alert(w.current))
-        self.add_alert_action.setShortcut(QKeySequence("Alt+A"))
-        alerts.addAction(self.alerts_dock.toggleViewAction())
+        self.alerts.install_menu(w.menuBar().addMenu("&Alerts"))
 
         view = w.menuBar().addMenu("&Desk")
         self.search_action = view.addAction("&Find symbol…", self.open_search)
@@ -173,12 +113,6 @@ class DeskFeatures(QObject):
         view.addAction("&Save workspace as…", self._ask_save_workspace)
         self.workspace_menu = view.addMenu("&Open workspace")
         self.workspace_menu.aboutToShow.connect(self._fill_workspace_menu)
-        w.watchlist.menu_extensions.append(self._watchlist_menu)
-
-    def _hook_charts(self) -> None:
-        self.w.chart.scene().sigMouseClicked.connect(self._chart_clicked)
-        self.w.watchlist.symbol_selected.connect(self._seen)
-        self.w.bridge.watched_changed.connect(lambda _symbols: self.refresh_alerts())
 
     # -- indicators ------------------------------------------------------------------------
 
@@ -220,114 +154,6 @@ class DeskFeatures(QObject):
             action.setData(f"{kind}:{period}")
             action.setChecked(True)
             self._indicator_toggled()
-
-    # -- alerts ------------------------------------------------------------------------------
-
-    def add_alert(self, symbol: str, level: float, condition: str | None = None) -> Alert:
-        """Make an alert on ``symbol`` at ``level`` (condition from the last price if not given)."""
-        series = self.w.store.get(symbol)
-        price = series.last.price if series is not None and series.last is not None else None
-        alert = self.book.add(
-            symbol, level, time.time(), price, "above" if condition == "above" else
-            "below" if condition == "below" else None,
-        )  # fmt: skip
-        if series is not None:
-            self._checked[symbol] = series.ticks.added
-        self.saved_alerts.save(self.book)
-        self.refresh_alerts()
-        self.w.statusBar().showMessage(f"Alert set: {alert.describe}", 4000)
-        return alert
-
-    def remove_alerts(self, ids: list[int]) -> None:
-        for alert_id in ids:
-            self.book.remove(alert_id)
-        self.saved_alerts.save(self.book)
-        self.refresh_alerts()
-
-    def ask_alert(self, symbol: str | None, level: float | None = None) -> None:
-        if symbol is None:
-            self.w.show_error("Select a symbol to set an alert on.")
-            return
-        series = self.w.store.get(symbol)
-        if level is None:
-            level = series.last.price if series is not None and series.last is not None else 0.0
-        value, ok = QInputDialog.getDouble(
-            self.w, f"Alert on {symbol}", "Alert when the price crosses", level, 0.0001, 1e9, 2
-        )
-        if ok and value > 0:
-            self.add_alert(symbol, value)
-
-    def refresh_alerts(self) -> None:
-        """Show the book: the panel and the dashed lines on every chart."""
-        self.alerts_model.reload()
-        panes = [self.w.chart.pane, *self.w.grid.panes.values()]
-        for pane in panes:
-            levels = {
-                a.id: (a.level, a.condition) for a in self.book.waiting(pane.symbol)
-            } if pane.symbol else {}  # fmt: skip
-            pane.alert_lines.set_levels(levels)
-            pane.refresh(force=True)
-
-    def check_alerts(self) -> list[Alert]:
-        """Check each alerted symbol's new updates; fire what crossed."""
-        fired: list[Alert] = []
-        for symbol in self.book.symbols():
-            series = self.w.store.get(symbol)
-            if series is None:
-                continue
-            ticks = series.ticks
-            seen = self._checked.get(symbol, ticks.evicted)
-            if ticks.added < seen:
-                seen = ticks.evicted  # removed and added again: its buffer started over
-            start = max(seen, ticks.evicted) - ticks.evicted
-            if start >= len(ticks):
-                continue
-            self._checked[symbol] = ticks.added
-            cols = [ticks.column(c)[start:] for c in ("price", "high", "low", "ts")]
-            fired += self.book.check(symbol, *cols)
-        for alert in fired:
-            self._fire(alert)
-        if fired:
-            self.saved_alerts.save(self.book)
-            self.refresh_alerts()
-        return fired
-
-    def _fire(self, alert: Alert) -> None:
-        self.fired_at[alert.id] = time.time()
-        series = self.w.store.get(alert.symbol)
-        if series is not None and series.updated_at is not None:
-            self.fire_lag[alert.id] = time.monotonic() - series.updated_at
-        self.alerted.add(alert.symbol)
-        text = f"Alert: {alert.describe} (at {alert.price:,.2f})"
-        self.w.statusBar().showMessage(text, 15_000)
-        if self.tray is not None:
-            self.tray.showMessage("ticker alert", text, QSystemTrayIcon.MessageIcon.Information)
-        else:
-            QApplication.beep()
-        self.w.watchlist.viewport().update()
-        self.alert_fired.emit(alert)
-
-    def _chart_clicked(self, event: Any) -> None:
-        if event.button() != Qt.MouseButton.RightButton:
-            return
-        pane = self.w.chart.pane
-        if pane.symbol is None or not pane.plot.vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        price = float(pane.plot.vb.mapSceneToView(event.scenePos()).y())
-        self.chart_menu(pane.symbol, price).popup(event.screenPos().toPoint())
-        event.accept()
-
-    def chart_menu(self, symbol: str, price: float) -> QMenu:
-        """The chart's right-click menu: an alert at the clicked price."""
-        menu = QMenu(self.w)
-        menu.addAction(f"Alert {symbol} at {price:,.2f}", lambda: self.add_alert(symbol, price))
-        menu.addAction("Alert at another price…", lambda: self.ask_alert(symbol, round(price, 2)))
-        return menu
-
-    def _watchlist_menu(self, menu: QMenu, symbols: list[str]) -> None:
-        menu.addSeparator()
-        action = menu.addAction(f"Alert on {symbols[0]}…")
-        action.triggered.connect(lambda: self.ask_alert(symbols[0]))
 
     # -- comparison, search ---------------------------------------------------------------
 
@@ -445,23 +271,18 @@ class DeskFeatures(QObject):
 
     def on_frame(self) -> None:
         """Called by the window's frame timer: check alerts, feed the tape."""
-        self.check_alerts()
+        self.alerts.check()
         current = self.w.current
         if self.tape_model.symbol != current:
             self.tape_model.set_symbol(current)
-            self.refresh_alerts()
+            self.alerts.refresh()
         if self.tape_dock.isVisible():
             self.tape_model.refresh()
-
-    def _seen(self, symbol: str) -> None:
-        if symbol in self.alerted:
-            self.alerted.discard(symbol)
-            self.w.watchlist.viewport().update()
 
     def save(self) -> None:
         for chart, keys in self.indicator_keys.items():
             self.settings.setValue(f"indicators/{chart}", ",".join(keys))
-        self.saved_alerts.save(self.book)
+        self.alerts.save()
 
 
 def _valid(key: str) -> bool:

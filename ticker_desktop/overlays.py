@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsLineItem
 
-from .chart_items import LinesItem, LiveCurve
+from .curves import LinesItem, LiveCurve
 from .indicators import LOWER_KINDS, Indicator, IndicatorSpec
 from .store import SymbolSeries
 from .theme import ACCENT, DOWN, MUTED, UP

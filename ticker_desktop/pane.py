@@ -20,7 +20,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 
 from .buffers import CANDLE_INTERVALS
-from .chart_items import CandlesItem, Crosshair, LastPrice, LiveCurve, PriceAxis, VolumeItem
+from .chart_items import CandlesItem, Crosshair, LastPrice, PriceAxis, VolumeItem
+from .curves import LiveCurve
 from .indicators import IndicatorSpec
 from .overlays import AlertLines, Comparison, IndicatorOverlay
 from .store import MAX_GAPS, MarketStore, SymbolSeries

@@ -87,35 +87,35 @@ async def test_an_alert_fires_once_shows_everywhere_and_survives_a_restart(desk:
         series = window.store.get("AAPL")
         assert series is not None and series.last is not None
         fired: list[Alert] = []
-        window.desk.alert_fired.connect(fired.append)
+        window.desk.alerts.alert_fired.connect(fired.append)
         price = series.last.price
-        up = window.desk.add_alert("AAPL", round(price + 0.01, 2))
-        down = window.desk.add_alert("AAPL", round(price - 0.01, 2))
+        up = window.desk.alerts.add("AAPL", round(price + 0.01, 2))
+        down = window.desk.alerts.add("AAPL", round(price - 0.01, 2))
         assert (up.condition, down.condition) == ("above", "below")
         assert set(window.chart.pane.alert_lines.levels) == {up.id, down.id}
-        assert window.desk.alerts_model.rowCount() == 2
+        assert window.desk.alerts.model.rowCount() == 2
         await until(lambda: fired, "an alert to fire")
         alert = fired[0]
         assert alert.triggered is not None and alert.price is not None
         # The desk's share of the tick-to-alert delay: at most a few 16 ms frames. (The whole
         # delay from the tick's ts adds the server's window and the network: see the README.)
-        lag = window.desk.fire_lag[alert.id]
+        lag = window.desk.alerts.fire_lag[alert.id]
         assert 0 <= lag < 0.05 * LOAD, f"fired {lag * 1000:.0f} ms after the update arrived"
-        assert window.desk.fired_at[alert.id] > alert.triggered
+        assert window.desk.alerts.fired_at[alert.id] > alert.triggered
         assert "Alert:" in window.statusBar().currentMessage()
-        assert alert.symbol in window.desk.alerted
+        assert alert.symbol in window.desk.alerts.alerted
         assert alert.id not in window.chart.pane.alert_lines.levels, "a fired alert's line goes"
         held = len(series.ticks)
         await until(lambda: len(series.ticks) > held + 40, "more ticks after the alert")
         assert [a.id for a in fired].count(alert.id) == 1, "fires exactly once"
-        expected = {a.id: a.triggered for a in window.desk.book}
+        expected = {a.id: a.triggered for a in window.desk.alerts.book}
         window.close()
         await window.shutdown()
         again = desk.window(server.url, ["AAPL"])
-        book = {a.id: a.triggered for a in again.desk.book}
+        book = {a.id: a.triggered for a in again.desk.alerts.book}
         assert book == expected
-        assert again.desk.alerts_model.rowCount() == 2
-        waiting = [a.id for a in again.desk.book if a.triggered is None]
+        assert again.desk.alerts.model.rowCount() == 2
+        waiting = [a.id for a in again.desk.alerts.book if a.triggered is None]
         await ticks_of(again, "AAPL", 1)
         await until(lambda: set(again.chart.pane.alert_lines.levels) == set(waiting), "lines back")
 
@@ -125,10 +125,10 @@ async def test_right_click_menu_sets_an_alert_at_the_clicked_price(desk: Desk) -
     async with desk:
         window, _ = await desk.live_window(["AAPL"])
         await ticks_of(window, "AAPL", 5)
-        menu = window.desk.chart_menu("AAPL", 123.45)
+        menu = window.desk.alerts.chart_menu("AAPL", 123.45)
         assert menu.actions()[0].text() == "Alert AAPL at 123.45"
         menu.actions()[0].trigger()
-        [alert] = list(window.desk.book)
+        [alert] = list(window.desk.alerts.book)
         assert (alert.symbol, alert.level) == ("AAPL", 123.45)
         assert window.chart.pane.alert_lines.levels == {alert.id: (123.45, alert.condition)}
         rows = window.watchlist.context_menu(["AAPL"]).actions()
