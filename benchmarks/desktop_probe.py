@@ -165,6 +165,9 @@ class Ours:
         self.window.grid_action.setChecked(True)
         # Issue 14's goal runs with indicators on every chart; none unless asked, as before.
         self.window.desk.set_indicators("grid", args.indicators)
+        # The desk's docks would take width from the grid: keep the canvas as measured before.
+        self.window.desk.tape_dock.hide()
+        self.window.desk.alerts.dock.hide()
         self.store = self.window.store
         self.recorder = FrameRecorder(len(symbols), self._ts_of)
         self.feed: SyntheticFeed | None = None

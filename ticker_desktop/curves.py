@@ -108,7 +108,8 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
         origin = self._origin or 0.0
         left, right = origin + view.left(), origin + view.right()
         pixel = max(self.pixelWidth(), 1e-12)
-        points = max(2, int(2 * view.width() / pixel))
+        # One point per pixel: indicator lines are smooth, a second point per pixel adds nothing.
+        points = max(2, int(view.width() / pixel))
         for pen, x, y in self.lines:
             n = min(len(x), len(y))
             if n < 2:
@@ -122,5 +123,7 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
             if self.log:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ys = np.log10(ys)
+            # NaN rows (a log of nothing, an undefined row) need the slower gap-aware builder.
+            connect = "finite" if np.isnan(ys[0]) or np.isnan(ys[-1]) else "all"
             p.setPen(pen)
-            p.drawPath(pg.arrayToQPath(xs - origin, ys, connect="finite"))
+            p.drawPath(pg.arrayToQPath(xs - origin, ys, connect=connect))

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_INDICATORS", "DeskFeatures"]
 
+TAPE_EVERY = 6
+"""The tape takes new rows on every n-th frame (about 10 Hz)."""
 DEFAULT_INDICATORS = ("sma:20", "ema:50", "vwap", "bollinger", "rsi", "macd")
 """What the Indicators menu offers (SMA and EMA periods can be changed there)."""
 
@@ -48,6 +50,7 @@ class DeskFeatures(QObject):
             "grid": self._saved_keys("grid", []),
         }
         self.compare: list[str] = []
+        self._frame = 0
         self._build_docks()
         self._build_menus()
         self.apply_indicators()
@@ -276,7 +279,9 @@ class DeskFeatures(QObject):
         if self.tape_model.symbol != current:
             self.tape_model.set_symbol(current)
             self.alerts.refresh()
-        if self.tape_dock.isVisible():
+        self._frame += 1
+        # The tape at 10 Hz: a 100 ticks/s symbol still shows every update, in batches of ten.
+        if self.tape_dock.isVisible() and self._frame % TAPE_EVERY == 0:
             self.tape_model.refresh()
 
     def save(self) -> None:

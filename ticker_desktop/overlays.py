@@ -30,6 +30,10 @@ _PALETTE = ["#ffb74d", "#ba68c8", "#4dd0e1", "#aed581", "#f06292", "#90a4ae"]
 _FIXED = {"vwap": "#e0e0e0", "bollinger": "#7986cb", "rsi": "#ce93d8", "macd": "#4fc3f7"}
 
 
+_WARMUP = {"bollinger": 19, "rsi": 14, "ema": 0, "vwap": 0, "macd": 0}
+"""Leading rows each kind leaves undefined (SMA: its period less one)."""
+
+
 def indicator_color(spec: IndicatorSpec, index: int) -> QColor:
     """The colour of an indicator's line: fixed for the textbook ones, from a palette for MAs."""
     return QColor(_FIXED.get(spec.kind, _PALETTE[index % len(_PALETTE)]))
@@ -143,8 +147,10 @@ class IndicatorOverlay:
             target = lower if spec.kind in LOWER_KINDS else upper
             if spec.kind == "bollinger":
                 self._band = (xs, indicator.column("upper"), indicator.column("lower"))
+            # Past the rows an indicator leaves undefined, so the lines hold no NaN.
+            skip = min(len(xs), _WARMUP.get(spec.kind, max(spec.period - 1, 0)))
             for pen, line in zip(self.pens[spec], indicator.lines, strict=True):
-                target.append((pen, xs, indicator.column(line)))
+                target.append((pen, xs[skip:], indicator.column(line)[skip:]))
         self.upper_lines.set_lines(upper)
         self.lower_lines.set_lines(lower)
 
