@@ -24,9 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Alert", "AlertBook", "AlertCondition", "check", "condition_for"]
+__all__ = ["CLOCK_SLACK", "Alert", "AlertBook", "AlertCondition", "check", "condition_for"]
 
 AlertCondition = Literal["above", "below"]
+CLOCK_SLACK = 2.0
+"""Seconds the server's clock may trail ours: updates stamped that long before an alert was
+made still count for it, older ones (a snapshot of earlier trading) do not."""
 _Array = npt.NDArray[np.float64]
 
 
@@ -61,6 +64,12 @@ def check(alert: Alert, price: _Array, high: _Array, low: _Array, ts: _Array) ->
     """``alert`` after a run of updates (oldest first); ``triggered`` is set if one crossed."""
     if alert.triggered is not None or not len(price):
         return alert
+    if ts[0] < alert.created - CLOCK_SLACK:
+        # Rows from before the alert was made (a snapshot after a restart) do not count.
+        recent = ts >= alert.created - CLOCK_SLACK
+        price, high, low, ts = price[recent], high[recent], low[recent], ts[recent]
+        if not len(price):
+            return alert
     level = alert.level
     if alert.condition == "above":
         reach, away, beyond = high >= level, low < level, price >= level

@@ -93,6 +93,19 @@ def test_a_merged_update_that_touches_the_level_fires() -> None:
     assert [(a.triggered, a.price) for a in fired] == [(7.0, 101.0)]
 
 
+def test_updates_from_before_the_alert_was_made_do_not_fire_it() -> None:
+    """A snapshot's old trades through the level (a restart) are ignored; a later one fires."""
+    book = AlertBook()
+    book.add("X", 105.0, 1000.0, 100.0)
+    arr = np.array
+    old = book.check(
+        "X", arr([106.0, 100.0]), arr([106.0, 100.0]), arr([100.0, 100.0]), arr([900.0, 990.0])
+    )
+    assert old == []
+    fired = book.check("X", arr([105.5]), arr([105.5]), arr([105.5]), arr([999.0]))
+    assert [a.triggered for a in fired] == [999.0], "within the clock slack it counts"
+
+
 def test_saved_records_load_back_and_bad_ones_are_skipped() -> None:
     """Records round-trip (ids continue after the largest); malformed records are dropped."""
     book = AlertBook()
