@@ -13,6 +13,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from ticker_desktop.alerts import Alert
+from ticker_desktop.client import ConnectionState
 from ticker_desktop.main_window import MainWindow
 
 from .conftest import TIMEOUT, until
@@ -253,3 +254,24 @@ async def test_log_scale_puts_the_price_axis_in_log_units_labelled_as_prices(des
         assert pane.log and window.desk.log_action.isChecked()
         window.desk.set_compare(["AAPL"])  # itself: no comparison, scale untouched
         assert pane.log
+
+
+async def test_an_alert_set_while_disconnected_fires_after_the_reconnect(desk: Desk) -> None:
+    """An alert made while the server is down waits, then fires on the restarted feed's updates."""
+    async with desk:
+        window, server = await desk.live_window(["AAPL"])
+        await ticks_of(window, "AAPL", 5)
+        await server.stop()
+        await until(lambda: window.status.state is ConnectionState.RECONNECTING, "reconnecting")
+        series = window.store.get("AAPL")
+        assert series is not None and series.last is not None
+        price = series.last.price
+        up = window.desk.alerts.add("AAPL", round(price + 0.01, 2))
+        down = window.desk.alerts.add("AAPL", round(price - 0.01, 2))
+        held = len(series.ticks)
+        await desk.server(port=server.port)
+        await until(lambda: window.status.state is ConnectionState.LIVE, "live again")
+        book = window.desk.alerts.book
+        await until(lambda: any((book.get(a.id) or a).triggered for a in (up, down)), "a fire")
+        fired = next(a for a in book if a.triggered is not None)
+        assert fired.triggered is not None and fired.triggered >= float(series.ticks.ts[held])
