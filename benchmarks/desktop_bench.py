@@ -102,6 +102,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ui-core", type=int, default=1, help="core for the charts (-1: any)")
     parser.add_argument("--server-core", type=int, default=0, help="core for the server (-1: any)")
     parser.add_argument("--json", help="write every run and the summary here")
+    parser.add_argument(
+        "--indicators",
+        default="",
+        help="indicators on every chart of ours ('desk': SMA 20, EMA 50, VWAP, Bollinger)",
+    )
     args = parser.parse_args(argv)
     if args.feed is None:
         args.feed = "synthetic" if args.soak else "both"
@@ -194,6 +199,7 @@ def run_probe(
         "--rate", f"{args.rate:g}", "--duration", f"{args.duration:g}",
         "--warmup", f"{args.warmup:g}", "--rss-every", "10" if args.soak else "5",
         "--out", str(out),
+        *(["--indicators", args.indicators] if args.indicators and target == "ours" else []),
     ]  # fmt: skip
     if server is not None:
         cmd += ["--url", server.url, "--server-pid", str(server.proc.pid)]

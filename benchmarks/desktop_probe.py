@@ -41,6 +41,7 @@ from PySide6.QtWidgets import QApplication
 
 from ticker_desktop.app import make_window
 from ticker_desktop.client import ClientOptions, ConnectionState, StateChanged
+from ticker_desktop.indicators import IndicatorSpec
 from ticker_desktop.main_window import FRAME_MS
 from ticker_desktop.store import MarketStore
 from ticker_desktop.theme import apply_dark_theme
@@ -163,6 +164,11 @@ class Ours:
             remember_url=False,
         )
         self.window.grid_action.setChecked(True)
+        # Issue 14's goal runs with indicators on every chart; none unless asked, as before.
+        self.window.desk.set_indicators("grid", args.indicators)
+        # The desk's docks would take width from the grid: keep the canvas as measured before.
+        self.window.desk.tape_dock.hide()
+        self.window.desk.alerts.dock.hide()
         self.store = self.window.store
         self.recorder = FrameRecorder(len(symbols), self._ts_of)
         self.feed: SyntheticFeed | None = None
@@ -344,7 +350,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the baseline window's size: by default that of ours' grid canvas",
     )  # fmt: skip
     parser.add_argument("--out", help="write the JSON report here (default: stdout)")
+    parser.add_argument(
+        "--indicators",
+        type=_indicator_keys,
+        default=[],
+        help="indicators on every chart, e.g. sma:20,ema:50,vwap,bollinger ('desk' for those four)",
+    )
     return parser.parse_args(argv)
+
+
+def _indicator_keys(text: str) -> list[str]:
+    if text == "desk":
+        return ["sma:20", "ema:50", "vwap", "bollinger"]
+    keys = [k for k in text.split(",") if k]
+    for key in keys:
+        IndicatorSpec.parse(key)  # ValueError: argparse reports the bad key
+    return keys
 
 
 async def _until(predicate: Callable[[], bool], what: str, limit: float) -> None:
@@ -434,6 +455,7 @@ async def _window(
         "charts": args.charts,
         "points": args.points,
         "rate": args.rate,
+        "indicators": getattr(args, "indicators", []),
         "setup_s": round(setup, 1),
         "window_s": round(elapsed, 2),
         "chart_refreshes_per_s": per_chart_rates(recorder.shown, elapsed),

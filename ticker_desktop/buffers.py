@@ -41,6 +41,8 @@ __all__ = [
 CANDLE_INTERVALS: tuple[float, ...] = (1.0, 5.0, 60.0)
 """The candle widths the dashboard can draw, in seconds (it offers those that are exact)."""
 
+_ZERO = np.zeros(1, dtype=np.intp)
+
 FIRST_ROOM = 1024
 """Rows a buffer starts with (a snapshot of 1,000 ticks fits); it doubles from there."""
 
@@ -138,17 +140,29 @@ class Columns:
 
     def next_row(self) -> int:
         """Reserve the slot of a new last row and return its index into the raw arrays."""
+        return self.next_rows(1)
+
+    def next_rows(self, count: int) -> int:
+        """Reserve ``count`` new last rows; return the raw index of the first of them.
+
+        The oldest rows beyond the capacity are dropped. ``count`` may not exceed
+        the capacity (keep only the newest rows of a longer batch).
+        """
+        if not 0 < count <= self.capacity:
+            raise ValueError("count must be between 1 and the capacity")
         size = len(next(iter(self._arrays.values())))
-        if self._end == size:
+        if self._end + count > size:
+            held = self._end - self._start
             if size < self._room:
-                self._grow(min(self._room, 2 * size))
-            else:
-                self._compact()
+                self._grow(min(self._room, max(2 * size, held + count)))
+            if self._end + count > len(next(iter(self._arrays.values()))):
+                self._compact(count)
         row = self._end
-        self._end += 1
-        if self._end - self._start > self.capacity:
-            self._start += 1
-            self.evicted += 1
+        self._end += count
+        over = self._end - self._start - self.capacity
+        if over > 0:
+            self._start += over
+            self.evicted += over
         return row
 
     def _grow(self, rows: int) -> None:
@@ -160,8 +174,8 @@ class Columns:
         self._start = 0
         self._end = kept
 
-    def _compact(self) -> None:
-        lo = max(self._start, self._end - (self.capacity - 1))
+    def _compact(self, count: int) -> None:
+        lo = max(self._start, self._end - (self.capacity - count))
         self.evicted += lo - self._start
         kept = self._end - lo
         for array in self._arrays.values():
@@ -205,6 +219,16 @@ class TickBuffer:
         return self._cols.capacity
 
     @property
+    def added(self) -> int:
+        """Rows appended since construction (the absolute index one past the newest row)."""
+        return self._cols.evicted + len(self._cols)
+
+    @property
+    def evicted(self) -> int:
+        """Rows dropped from the front (the absolute index of row 0)."""
+        return self._cols.evicted
+
+    @property
     def last_seq(self) -> int:
         """Seq of the newest tick held (0 when empty)."""
         return self._last_seq
@@ -233,6 +257,23 @@ class TickBuffer:
         self._last_seq = tick.seq
         self._last_ts = tick.ts
         return True
+
+    def extend(self, rows: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Append a batch of rows, one array per column of :data:`TICK_COLUMNS`, in one step.
+
+        The caller has kept only ticks newer than the newest held, in seq order
+        (see :meth:`MarketStore.ingest`); of a batch longer than the capacity
+        only the newest rows are stored.
+        """
+        n = len(rows["seq"])
+        if not n:
+            return
+        keep = min(n, self.capacity)
+        i = self._cols.next_rows(keep)
+        for name in TICK_COLUMNS:
+            self._cols.raw(name)[i : i + keep] = rows[name][n - keep :]
+        self._last_seq = int(rows["seq"][-1])
+        self._last_ts = float(rows["ts"][-1])
 
     def rebase(self) -> None:
         """Start a new feed epoch: keep the data, accept any seq from now on."""
@@ -285,6 +326,10 @@ class CandleSeries:
         return len(self._cols)
 
     @property
+    def capacity(self) -> int:
+        return self._cols.capacity
+
+    @property
     def evicted(self) -> int:
         """Candles dropped from the front (the absolute index of row 0)."""
         return self._cols.evicted
@@ -335,6 +380,79 @@ class CandleSeries:
             cols.raw("close")[i] = price
             cols.raw("volume")[i] = size
             cols.raw("count")[i] = count
+        self.version += 1
+
+    def extend(
+        self,
+        ts: npt.NDArray[np.float64],
+        price: npt.NDArray[np.float64],
+        size: npt.NDArray[np.int64],
+        high: npt.NDArray[np.float64],
+        low: npt.NDArray[np.float64],
+        count: npt.NDArray[np.int64],
+        open: npt.NDArray[np.float64],
+    ) -> None:
+        """Fold a batch of updates into the candles at once, as :meth:`add` would one by one.
+
+        Each update's candle start is computed as in :meth:`bucket`; a start not
+        after the newest candle's (a clock step back) joins that candle, as in
+        :meth:`add`, so the starts are made non-decreasing with a running
+        maximum and each run of equal starts becomes one candle.
+        """
+        n = len(ts)
+        if not n:
+            return
+        starts = (np.rint(ts * 1_000_000).astype(np.int64) // self._width) * self._width / 1e6
+        cols = self._cols
+        held = len(cols)
+        if held:
+            starts = np.maximum(starts, cols.raw("t")[cols.last_index()])
+        starts = np.maximum.accumulate(starts)
+        hi = np.maximum(high, price)
+        lo = np.minimum(low, price)
+        if starts[0] == starts[-1]:
+            firsts = _ZERO
+            lasts = np.array([n - 1])
+        else:
+            change = np.empty(n, dtype=bool)
+            change[0] = True
+            np.not_equal(starts[1:], starts[:-1], out=change[1:])
+            firsts = change.nonzero()[0]
+            lasts = np.empty_like(firsts)
+            lasts[:-1] = firsts[1:] - 1
+            lasts[-1] = n - 1
+        c_high = np.maximum.reduceat(hi, firsts)
+        c_low = np.minimum.reduceat(lo, firsts)
+        c_size = np.add.reduceat(size, firsts)
+        c_count = np.add.reduceat(count, firsts)
+        c_close = price[lasts]
+        c_open = open[firsts]
+        c_t = starts[firsts]
+        skip = 0
+        if held and c_t[0] <= cols.raw("t")[cols.last_index()]:
+            i = cols.last_index()
+            h, lw = cols.raw("high"), cols.raw("low")
+            h[i] = max(h[i], c_high[0])
+            lw[i] = min(lw[i], c_low[0])
+            cols.raw("close")[i] = c_close[0]
+            cols.raw("volume")[i] += c_size[0]
+            cols.raw("count")[i] += c_count[0]
+            skip = 1
+        new = len(firsts) - skip
+        if new > 0:
+            keep = min(new, cols.capacity)
+            lo_ = len(firsts) - keep
+            i = cols.next_rows(keep)
+            for name, values in (
+                ("t", c_t),
+                ("open", c_open),
+                ("high", c_high),
+                ("low", c_low),
+                ("close", c_close),
+                ("volume", c_size),
+                ("count", c_count),
+            ):
+                cols.raw(name)[i : i + keep] = values[lo_:]
         self.version += 1
 
     def add_tick(self, tick: Tick) -> None:

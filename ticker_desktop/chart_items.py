@@ -13,6 +13,7 @@ candle completes, or the user pans).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsLineItem
 
 from .buffers import CandleSeries
@@ -147,13 +148,25 @@ def _boxes(left: _Array, bottom: _Array, width: float, height: _Array) -> QPaint
 class CandlesItem(_CandleDrawing):
     """OHLC candlesticks: a wick from low to high and a body from open to close."""
 
+    log = False
+    """Draw log10 of prices (the chart's log scale)."""
+
+    def set_log(self, log: bool) -> None:
+        if log != self.log:
+            self.log = log
+            self._key = None
+            self.refresh()
+
     def _y_extent(self, s: CandleSeries) -> tuple[float, float]:
-        return float(np.min(s.column("low"))), float(np.max(s.column("high")))
+        lo, hi = float(np.min(s.column("low"))), float(np.max(s.column("high")))
+        return (float(np.log10(lo)), float(np.log10(hi))) if self.log else (lo, hi)
 
     def _strokes(self, s: CandleSeries, i0: int, i1: int, thin: bool) -> list[_Stroke]:
         t = self._x(s, i0, i1)
         o, h = s.column("open")[i0:i1], s.column("high")[i0:i1]
         lo, c = s.column("low")[i0:i1], s.column("close")[i0:i1]
+        if self.log:
+            o, h, lo, c = np.log10(o), np.log10(h), np.log10(lo), np.log10(c)
         half = s.interval * 0.35
         rising = c >= o
         strokes: list[_Stroke] = []
@@ -232,6 +245,8 @@ class Crosshair:
         for line in (self.vline, self.hline):
             plot.addItem(line, ignoreBounds=True)
             line.setZValue(50)
+        self.log = False
+        """The plot's y is log10 of the price."""
         self.set_visible(False)
         self._proxy = pg.SignalProxy(plot.scene().sigMouseMoved, rateLimit=60, slot=self._moved)
 
@@ -250,7 +265,8 @@ class Crosshair:
         self.hline.setPos(point.y())
         stamp = time.strftime("%H:%M:%S", time.localtime(point.x()))
         extra = self._describe(point.x())
-        self.readout.setText(f"{stamp}   {point.y():,.2f}" + (f"\n{extra}" if extra else ""))
+        price = 10 ** point.y() if self.log else point.y()
+        self.readout.setText(f"{stamp}   {price:,.2f}" + (f"\n{extra}" if extra else ""))
         self.readout.setPos(vb.width() - 8, 4)
         self.set_visible(True)
 
@@ -264,6 +280,29 @@ class PriceAxis(pg.AxisItem):  # type: ignore[misc]
     def __init__(self, orientation: str = "right", volume: bool = False) -> None:
         super().__init__(orientation)
         self.volume = volume
+        self.log = False
+        """Values are log10 of prices: ticks at round prices, labelled as prices."""
+        self.percent = False
+        """Values are percent changes (a comparison): labelled +0.25%."""
+
+    def set_percent(self, percent: bool) -> None:
+        if percent != self.percent:
+            self.percent = percent
+            self.picture = None
+            self.update()
+
+    def set_log(self, log: bool) -> None:
+        if log != self.log:
+            self.log = log
+            self.picture = None
+            self.update()
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[Any]:
+        if not self.log or self.volume:
+            return super().tickValues(minVal, maxVal, size)  # type: ignore[no-any-return]
+        lo, hi = 10.0**minVal, 10.0**maxVal
+        levels = super().tickValues(lo, hi, size)
+        return [(spacing, [math.log10(v) for v in values if v > 0]) for spacing, values in levels]
 
     def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:
         levels: list[tuple[float, float]] = super().tickSpacing(minVal, maxVal, size)
@@ -277,6 +316,10 @@ class PriceAxis(pg.AxisItem):  # type: ignore[misc]
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         if self.volume:
             return [_compact(v * scale) for v in values]
+        if self.percent:
+            return [f"{v * scale:+.2f}%" for v in values]
+        if self.log:
+            values = [10.0**v for v in values]
         top = max((abs(v) for v in values), default=0.0)
         decimals = 2 if top >= 1.0 else 4
         return [f"{v * scale:,.{decimals}f}" for v in values]
@@ -297,7 +340,7 @@ class LastPrice:
     geometry is only set by :meth:`show`, from the refresh.
     """
 
-    def __init__(self, plot: pg.PlotItem, labelled: bool) -> None:
+    def __init__(self, plot: pg.PlotItem, labelled: bool, compact: bool = False) -> None:
         self._plot = plot
         self._vb = plot.vb
         # A plain Qt line item: no Python bounds computation on every repaint.
@@ -308,18 +351,24 @@ class LastPrice:
         if labelled:
             # On the price axis, like a trading terminal's last-price tag.
             self.label = pg.TextItem(color=BACKGROUND, fill=pg.mkBrush(ACCENT), anchor=(0, 0.5))
+            if compact:
+                font = QFont()
+                font.setPointSize(7)
+                self.label.setFont(font)
             self.label.setParentItem(plot)
             self.label.setZValue(60)
         self._text = ""
         self.hide()
 
-    def show(self, x0: float, x1: float, price: float) -> None:
-        """Draw the line across [x0, x1] (with room to pan) at ``price``."""
+    def show(self, x0: float, x1: float, price: float, y: float | None = None) -> None:
+        """Draw the line across [x0, x1] (with room to pan) at ``price`` (at ``y`` if the
+        plot's y is not the price itself: a log scale)."""
         margin = 10 * (x1 - x0)
-        self.line.setLine(x0 - margin, price, x1 + margin, price)
+        at = price if y is None else y
+        self.line.setLine(x0 - margin, at, x1 + margin, at)
         self.line.setVisible(True)
         if self.label is not None:
-            y = self._vb.mapFromView(QPointF(x1, price)).y()
+            y = self._vb.mapFromView(QPointF(x1, at)).y()
             box = self._vb.geometry()
             self.label.setPos(box.right() + 1, box.top() + y)
             text = f"{price:,.2f}"

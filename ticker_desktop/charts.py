@@ -26,6 +26,7 @@ from PySide6.QtGui import QMouseEvent, QPaintEvent
 
 from .buffers import CANDLE_INTERVALS
 from .chart_items import PriceAxis
+from .indicators import IndicatorSpec
 from .pane import ChartMode, PricePane
 from .store import MarketStore
 from .theme import MUTED
@@ -116,9 +117,15 @@ class SymbolChart(ChartCanvas):
                 "right": PriceAxis(volume=True),
             },
         )
+        lower = self.addPlot(
+            row=2,
+            col=0,
+            axisItems={"bottom": pg.DateAxisItem(orientation="bottom"), "right": PriceAxis()},
+        )
         self.ci.layout.setRowStretchFactor(0, 4)
         self.ci.layout.setRowStretchFactor(1, 1)
-        self.pane = PricePane(price, store, volume)
+        self.ci.layout.setRowStretchFactor(2, 1)
+        self.pane = PricePane(price, store, volume, lower=lower)
         self.placeholder = pg.TextItem("Add a symbol to start", color=MUTED, anchor=(0.5, 0.5))
         self.placeholder.setParentItem(price.vb)
         price.vb.sigResized.connect(self._center_placeholder)
@@ -154,6 +161,7 @@ class ChartGrid(ChartCanvas):
         self.panes: dict[str, PricePane] = {}
         self.mode: ChartMode = "line"
         self.interval = CANDLE_INTERVALS[0]
+        self.indicators: list[IndicatorSpec] = []
         self.signals = _GridSignals()
 
     def set_symbols(self, symbols: list[str]) -> None:
@@ -170,6 +178,7 @@ class ChartGrid(ChartCanvas):
                 plot = pg.PlotItem(axisItems={"right": PriceAxis()})
                 existing = PricePane(plot, self.store, compact=True)
                 existing.set_mode(self.mode, self.interval)
+                existing.set_indicators(self.indicators)
                 existing.set_symbol(symbol)
                 self.panes[symbol] = existing
             self.ci.addItem(existing.plot, row=row, col=col)
@@ -179,6 +188,12 @@ class ChartGrid(ChartCanvas):
         self.mode, self.interval = mode, interval
         for pane in self.panes.values():
             pane.set_mode(mode, interval)
+
+    def set_indicators(self, specs: list[IndicatorSpec]) -> None:
+        """Draw ``specs`` on every small chart (those over the price: no room for a lower pane)."""
+        self.indicators = list(specs)
+        for pane in self.panes.values():
+            pane.set_indicators(self.indicators)
 
     def set_connected(self, connected: bool) -> None:
         for pane in self.panes.values():

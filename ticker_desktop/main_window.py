@@ -49,6 +49,7 @@ from .bridge import ClientBridge
 from .buffers import CANDLE_INTERVALS, exact_intervals, suited_rate
 from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
 from .client import ClientOptions, ConnectionState, ServerError, StateChanged
+from .desk import DeskFeatures
 from .export import export_ticks_csv
 from .status import ConnectionStatus
 from .store import MarketStore
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore()
         self._on_watched(self.bridge.watched)
+        # Issue 14's desk (indicators, alerts, tape, comparison, workspaces): one object.
+        self.desk = DeskFeatures(self)
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._on_frame)
@@ -283,6 +286,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
+        self.desk.save()
         self.timer.stop()
         event.accept()
         self.closed.emit()
@@ -454,6 +458,7 @@ class MainWindow(QMainWindow):
 
     def _on_frame(self) -> None:
         self._refresh_charts()
+        self.desk.on_frame()
         self._frame += 1
         if self._frame % SLOW_EVERY == 0:
             self._offer_intervals(exact_intervals(self.client.granted_rate))

@@ -12,7 +12,6 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -21,66 +20,22 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 
 from .buffers import CANDLE_INTERVALS
-from .chart_items import CandlesItem, Crosshair, LastPrice, VolumeItem
+from .chart_items import CandlesItem, Crosshair, LastPrice, PriceAxis, VolumeItem
+from .curves import LiveCurve
+from .indicators import IndicatorSpec
+from .overlays import AlertLines, Comparison, IndicatorOverlay
 from .store import MAX_GAPS, MarketStore, SymbolSeries
 from .theme import ACCENT, DOWN, GAP, GRID, LINE, MUTED, TEXT, UP
 
-__all__ = ["AXIS_WIDTH", "ChartMode", "LiveCurve", "PricePane"]
+__all__ = ["AXIS_WIDTH", "COMPACT_AXIS_WIDTH", "ChartMode", "LiveCurve", "PricePane"]
 
 ChartMode = Literal["line", "candles"]
 HEADER_PERIOD = 0.1
 """Seconds between updates of a pane's header text (the curve itself updates every frame)."""
 AXIS_WIDTH = 64
 """Fixed price-axis width in pixels, so changing tick labels never re-lay the chart out."""
-
-
-class LiveCurve(pg.PlotDataItem):  # type: ignore[misc]
-    """A PlotDataItem that can take a new view range and new data with one re-clip.
-
-    PlotDataItem re-clips and re-downsamples on every view-range change and
-    again on every ``setData``; a live pane does both each frame. Inside
-    :meth:`deferring_range_changes` range changes only mark the curve, and the
-    work is done once: by ``setData`` if it is called, else on leaving.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # Peak downsampling keeps each bucket's high and low: ~2 buckets per pixel show every
-        # spike; pyqtgraph's default of 5 only adds points the eye cannot see.
-        self.opts["autoDownsampleFactor"] = 2.0
-        # The y range always fits the data in view, so points are never millions of view
-        # heights away; the guard against that costs a min and max over all data per setData.
-        self.setDynamicRangeLimit(None)
-        self._deferring = False
-        self._missed = False
-
-    @contextlib.contextmanager
-    def deferring_range_changes(self) -> Iterator[None]:
-        self._deferring, self._missed = True, False
-        try:
-            yield
-        finally:
-            self._deferring = False
-            if self._missed:
-                super().viewRangeChanged()
-
-    def setData(self, *args: Any, **kwargs: Any) -> None:
-        self._missed = False  # setData clips for the current range anyway
-        super().setData(*args, **kwargs)
-
-    def updateItems(self, styleUpdate: bool = True) -> None:
-        dataset = getattr(self, "_dataset", None)
-        if dataset is not None and self.opts["skipFiniteCheck"]:
-            # Data vouched finite (setSkipFiniteCheck) is still scanned for NaN on every
-            # setData unless its dataset is told so: a pass and a copy of all data held.
-            dataset.xAllFinite = dataset.yAllFinite = True
-        super().updateItems(styleUpdate)
-
-    def viewRangeChanged(self, vb: Any = None, ranges: Any = None, changed: Any = None) -> None:
-        if self._deferring:
-            self._missed = True
-            return
-        super().viewRangeChanged(vb, ranges, changed)
+COMPACT_AXIS_WIDTH = 46
+"""The grid charts' price axis: room for a label like 1,234.5."""
 
 
 class PricePane:
@@ -91,6 +46,7 @@ class PricePane:
         store: where the symbol's data lives.
         volume: a plot below for volume bars, x-linked to ``plot``.
         compact: a small grid chart (no crosshair, no time axis, smaller text).
+        lower: a plot for oscillators (RSI, MACD), x-linked to ``plot``.
     """
 
     def __init__(
@@ -99,6 +55,7 @@ class PricePane:
         store: MarketStore,
         volume: pg.PlotItem | None = None,
         compact: bool = False,
+        lower: pg.PlotItem | None = None,
     ) -> None:
         self.plot = plot
         self.volume_plot = volume
@@ -138,7 +95,7 @@ class PricePane:
             volume.setXLink(plot)
             volume.addItem(self.volume)
             volume.vb.sigRangeChangedManually.connect(self._user_moved)
-        self.last_price = LastPrice(plot, labelled=not compact)
+        self.last_price = LastPrice(plot, labelled=True, compact=compact)
         fill = None if compact else pg.mkBrush(15, 18, 22, 190)
         self.header = pg.TextItem(color=TEXT, anchor=(0, 0), fill=fill)
         self.header.setParentItem(plot.vb)
@@ -150,6 +107,17 @@ class PricePane:
             self.header.setFont(font)
         self.crosshair = None if compact else Crosshair(plot, self._describe)
         plot.vb.sigRangeChangedManually.connect(self._user_moved)
+        self.lower_plot = lower
+        if lower is not None:
+            self._style_plot(lower, compact=False, volume=True)
+            lower.setXLink(plot)
+            lower.vb.sigRangeChangedManually.connect(self._user_moved)
+            lower.setVisible(False)
+        self.overlay = IndicatorOverlay(plot, lower)
+        self.alert_lines = AlertLines(plot, labelled=not compact)
+        self.comparison = Comparison(plot)
+        self.log = False
+        """A log price scale (percent comparison keeps a linear one)."""
         self.set_mode("line", self.interval)
 
     # -- setup ---------------------------------------------------------------------
@@ -172,10 +140,13 @@ class PricePane:
             axis.setPen(pg.mkPen(GRID))
             axis.setTextPen(pg.mkPen(MUTED))
         if compact:
-            # Small charts: no axes (their labels cost more to paint than the curve);
-            # the header shows the high and low in view instead.
+            # Small charts: a compact price axis (few, short labels), no time axis and no
+            # grid lines (labels and grids cost more to paint than the curve).
             plot.hideAxis("bottom")
-            plot.hideAxis("right")
+            right.setStyle(maxTickLevel=0, tickLength=-3, tickTextOffset=2)
+            font.setPointSize(7)
+            right.setTickFont(font)
+            right.setWidth(COMPACT_AXIS_WIDTH)
             plot.showGrid(x=False, y=False)
             plot.vb.setBorder(pg.mkPen(GRID))
         elif not volume:
@@ -207,14 +178,15 @@ class PricePane:
         self.candles.set_series(None)
         self.volume.set_series(None)
         self.last_price.hide()
+        self.overlay.reset()
         self._set_header(symbol or "", TEXT)
         self.refresh()
 
     def set_mode(self, mode: ChartMode, interval: float) -> None:
         """Switch between line and candles and the candle width."""
         self.mode, self.interval = mode, interval
-        self.curve.setVisible(mode == "line")
-        self.candles.setVisible(mode == "candles")
+        self.curve.setVisible(mode == "line" or self.comparison.active)
+        self.candles.setVisible(mode == "candles" and not self.comparison.active)
         if mode == "candles":
             self.span = max(60.0 * interval, 120.0)
         else:
@@ -288,16 +260,23 @@ class PricePane:
             self.candles.set_series(candles)
             self.volume.set_series(candles)
         newest = float(ticks.last_ts)
-        # Range first, then data: the curve clips and downsamples once, for the new range.
-        with self.curve.deferring_range_changes():
+        # Range first, then data: each curve clips and downsamples once, for the new range.
+        with contextlib.ExitStack() as stack:
+            for curve in self._curves():
+                stack.enter_context(curve.deferring_range_changes())
             if self.following:
                 # A young series fills the width; the view widens until the full span is reached.
                 least = 10.0 * self.interval if self.mode == "candles" else 10.0
                 span = min(self.span, max(newest - float(ticks.ts[0]), least) * 1.1)
                 right = newest + span * 0.04
                 self.plot.vb.setXRange(right - span, right, padding=0.0)
-            if changed and self.mode == "line":
-                self.curve.setData(ticks.ts, ticks.price)
+            if self.comparison.active:
+                (x0, _), _ = self.plot.vb.viewRange()
+                self.curve.setData(ticks.ts, Comparison.percent(ticks.ts, ticks.price, x0))
+            elif changed and self.mode == "line":
+                self.curve.setData(ticks.ts, np.log10(ticks.price) if self.log else ticks.price)
+            if changed or force:
+                self.overlay.refresh(series, self.mode, self.interval)
         if changed and self.mode == "candles":
             self.candles.refresh()
         if changed and self.volume_plot is not None:
@@ -305,15 +284,69 @@ class PricePane:
         self._fit_y(series)
         # Apply the new ranges now: ViewBox would do it while painting, and moving its
         # child group mid-paint schedules a second paint of the canvas.
-        for plot in (self.plot, self.volume_plot):
+        for plot in (self.plot, self.volume_plot, self.lower_plot):
             if plot is not None:
                 plot.vb.updateMatrix()
         self._decorate(series)
         self.refreshes += 1
         return newest
 
+    def _curves(self) -> list[LiveCurve]:
+        return [self.curve, *self.comparison.curves.values()]
+
+    def set_indicators(self, specs: list[IndicatorSpec]) -> None:
+        """Draw ``specs`` over this pane (oscillators in its lower plot, if it has one)."""
+        self.overlay.set_specs(specs)
+        self.refresh(force=True)
+
+    def set_log(self, log: bool) -> None:
+        """Switch the price scale between linear and logarithmic."""
+        self.log = log
+        self.candles.set_log(log)
+        self.overlay.upper_lines.log = log
+        axis = self.plot.getAxis("right")
+        if isinstance(axis, PriceAxis):
+            axis.set_log(log)
+        if self.crosshair is not None:
+            self.crosshair.log = log
+        self._y = None
+        self._version = -1
+        self.refresh(force=True)
+
+    def set_comparison(self, symbols: list[str]) -> None:
+        """Overlay ``symbols`` in percent from the view's left edge (none: plain prices)."""
+        self.comparison.set_symbols([s for s in symbols if s != self.symbol])
+        active = self.comparison.active
+        self.candles.setVisible(self.mode == "candles" and not active)
+        self.curve.setVisible(self.mode == "line" or active)
+        # Lines in dollars mean nothing on a percent axis.
+        self.overlay.upper_lines.setVisible(not active)
+        self.alert_lines.set_visible(not active)
+        axis = self.plot.getAxis("right")
+        if isinstance(axis, PriceAxis):
+            axis.set_percent(active)
+        self._y = None
+        self._version = -1
+        self.refresh(force=True)
+
     def _fit_y(self, series: SymbolSeries) -> None:
         (x0, x1), _ = self.plot.vb.viewRange()
+        if self.lower_plot is not None and self.overlay.has_lower():
+            span = self.overlay.lower_range(x0, x1)
+            if span is not None:
+                self.lower_plot.vb.setYRange(*span, padding=0.0)
+        if self.comparison.active:
+            ts = series.ticks.ts
+            i0, i1 = np.searchsorted(ts, [x0, x1])
+            own = Comparison.percent(ts, series.ticks.price, x0)[max(0, i0 - 1) : i1 + 1]
+            others = self.comparison.refresh(self.store, x0, x1)
+            if not len(own):
+                return
+            lo, hi = float(own.min()), float(own.max())
+            if others is not None:
+                lo, hi = min(lo, others[0]), max(hi, others[1])
+            self._set_y(lo, hi)
+            return
         if self.mode == "line":
             ts = series.ticks.ts
             i0, i1 = np.searchsorted(ts, [x0, x1])
@@ -335,6 +368,14 @@ class PricePane:
             lo, hi = float(c.column("low")[i0:i1].min()), float(c.column("high")[i0:i1].max())
             self._fit_volume(c.column("volume")[i0:i1])
         self._y_data = (lo, hi)
+        band = self.overlay.band_range(x0, x1)
+        if band is not None:
+            lo, hi = min(lo, band[0]), max(hi, band[1])
+        if self.log:
+            lo, hi = math.log10(lo), math.log10(hi)
+        self._set_y(lo, hi)
+
+    def _set_y(self, lo: float, hi: float) -> None:
         pad = max((hi - lo) * 0.08, abs(hi) * 1e-4, 1e-6)
         # Headroom for the header text in the top left corner.
         top = pad + (hi - lo) * (0.3 if self.compact else 0.08)
@@ -364,7 +405,12 @@ class PricePane:
         if last is None:
             return
         (x0, x1), _ = self.plot.vb.viewRange()
-        self.last_price.show(x0, x1, last.price)
+        if self.comparison.active:
+            self.last_price.hide()
+        else:
+            y = math.log10(last.price) if self.log else None
+            self.last_price.show(x0, x1, last.price, y)
+        self.alert_lines.show(x0, x1, self.log and not self.comparison.active)
         for gap in series.gaps:
             if gap.end > self._gap_end:
                 self._mark_gap(gap.start, gap.end)

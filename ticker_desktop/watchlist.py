@@ -240,6 +240,8 @@ class WatchlistView(QTableView):
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
         self.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.menu_extensions: list[Callable[[QMenu, list[str]], None]] = []
+        """Called with the row menu and its symbols, to add entries (the desk's alerts)."""
 
     def selected_symbols(self) -> list[str]:
         rows = {self.proxy.mapToSource(i).row() for i in self.selectionModel().selectedRows()}
@@ -281,4 +283,6 @@ class WatchlistView(QTableView):
         remove.triggered.connect(lambda: self.remove_requested.emit(symbols))
         menu.addAction(show)
         menu.addAction(remove)
+        for extend in self.menu_extensions:
+            extend(menu, symbols)
         return menu
