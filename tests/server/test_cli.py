@@ -309,3 +309,12 @@ def test_help_shows_the_config_defaults(
         assert f"(default {value})" in text, f"{flag}: default {value} not in --help"
         shown += 1
     assert shown >= 14
+
+
+async def test_spawn_reports_a_server_that_exits_before_serving(spawn_server: SpawnServer) -> None:
+    """The process helper fails at the child's exit, with its log, instead of waiting out its bound."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(AssertionError, match=r"exited \(2\) before logging(.|\n)*--port"):
+        await spawn_server("--port", "70000", timeout=60.0)
+    assert loop.time() - began < 30.0
