@@ -28,11 +28,12 @@ START_TIMEOUT = 4 * TIMEOUT
 class ServerProcess:
     """One server child: its log, the line that said it was ready, and a bounded stop.
 
-    Its stderr is read for as long as it runs, so a chatty server never blocks on a
-    full pipe. Use :func:`ServerProcesses.start` to make one.
+    Its log (stderr, or stdout where stderr is not piped) is read for as long as it
+    runs, so a chatty server never blocks on a full pipe. :meth:`ServerProcesses.start`
+    makes one for ``python -m``; another binary (redis-server) is wrapped directly.
 
     Args:
-        process: the child, with stderr piped.
+        process: the child, with its log piped.
         name: how its echoed log lines are prefixed.
     """
 
@@ -65,9 +66,9 @@ class ServerProcess:
         return "".join(self.log)
 
     async def _read(self) -> None:
-        stderr = self.process.stderr
-        assert stderr is not None
-        async for raw in stderr:
+        stream = self.process.stderr or self.process.stdout
+        assert stream is not None
+        async for raw in stream:
             line = raw.decode(errors="replace")
             self.log.append(line)
             sys.stderr.write(f"[{self.name} {self.pid}] {line}")
