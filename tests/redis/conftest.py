@@ -20,8 +20,9 @@ from ticker_server.app import TickerServer
 from ticker_server.protocol import Tick
 
 from ..server import conftest as server
-from ..server.conftest import TIMEOUT, Peer, PeerFactory, ServerFactory
+from ..server.conftest import Peer, PeerFactory, ServerFactory
 from ..servers import ServerProcess
+from ..timing import TIMEOUT
 
 __all__ = [
     "SYMBOLS",
