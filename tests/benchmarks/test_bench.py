@@ -104,7 +104,7 @@ def assert_accounting(report: dict[str, Any], normal: int) -> None:
     ticks = tput["ticks_per_s"] * window
     # Unthrottled and subscribed alike, normal clients differ only by where each worker
     # marked the window: a few ticks, or what arrives in a scheduling delay.
-    assert fair["max"] - fair["min"] <= fair["median"] * ms(200) / 1e3 / window + 5, fair
+    assert fair["max"] - fair["min"] <= fair["median"] * 200 * MS / window + 5, fair
     # A slow client stops reading before the window, so the total is the normal clients'.
     assert normal * fair["min"] - 0.5 <= tput["ticks_per_s"] <= normal * fair["max"] + 0.5
     lat = report["latency_ms"]
@@ -145,7 +145,7 @@ async def test_bench_against_ticker_server(tmp_path: Path, ticker_server: Server
         deltas["ticker_ticks_delivered_total"],
     )
     counted = report["throughput"]["ticks_per_s"] * window
-    slack = 4 * fair["median"] * ms(100) / 1e3
+    slack = 4 * fair["median"] * 100 * MS
     assert counted - slack <= delivered <= 4 * generated + slack + SLOW_CAPACITY, (counted, deltas)
     assert fair["median"] * window <= generated + slack, (fair, deltas)
     # One slow consumer, closed with 1013, as both the clients and the server count it (read
@@ -159,7 +159,7 @@ async def test_bench_against_ticker_server(tmp_path: Path, ticker_server: Server
     # the ticks between the workers' marks, so the two windows differ by up to a poll each end.
     ticks = report["throughput"]["ticks_per_s"] * window
     per_tick = server["cpu_percent"] / 100 * window / ticks * 1e6
-    rel = ms(600) / 1e3 / window + 0.02
+    rel = 600 * MS / window + 0.02
     assert server["cpu_us_per_tick"] == pytest.approx(per_tick, rel=rel), server
     # RSS in KiB (not pages, not another process): close to what /proc/PID/status says now.
     assert 0.5 * rss_now <= server["rss_ready_kib"] <= 1.5 * rss_now, (server, rss_now)
