@@ -14,6 +14,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from ticker_server.app import TickerServer
 from ticker_server.config import ServerConfig
 
+from .servers import ServerProcesses, SpawnServer
+
 ServerFactory = Callable[..., Awaitable[TickerServer]]
 
 
@@ -42,3 +44,11 @@ async def make_server(server_defaults: dict[str, Any]) -> AsyncIterator[ServerFa
 @pytest.fixture
 async def server(make_server: ServerFactory) -> TickerServer:
     return await make_server()
+
+
+@pytest.fixture
+async def spawn_server() -> AsyncIterator[SpawnServer]:
+    """Start server processes (tests/servers.py); any still running at teardown is killed."""
+    processes = ServerProcesses()
+    yield processes.start
+    await processes.close()

@@ -13,6 +13,7 @@ import pytest
 from ticker_desktop.app import DemoServer, parse_args
 from ticker_desktop.client import ConnectionState, HelloReceived, TickerClient
 
+from ..servers import SpawnServer
 from .conftest import FAST, TIMEOUT, EventLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,15 +120,16 @@ async def test_demo_server_serves_and_stops_on_sigterm() -> None:
     assert demo.returncode == 0
 
 
-async def test_print_ticks_example_prints_live_ticks(tmp_path: Path) -> None:
+async def test_print_ticks_example_prints_live_ticks(
+    tmp_path: Path, spawn_server: SpawnServer
+) -> None:
     """examples/print_ticks.py prints a snapshot and live ticks, then exits after --count."""
-    demo = DemoServer(["--tick-rate", "20"])
-    url = await demo.start()
+    server = await spawn_server("--port", "0", "--tick-rate", "20")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "examples" / "print_ticks.py"),
         "--url",
-        url,
+        server.url,
         "--symbols",
         "AAPL",
         "--count",
@@ -143,7 +145,6 @@ async def test_print_ticks_example_prints_live_ticks(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        await demo.stop()
     text = out.decode()
     assert proc.returncode == 0, err.decode()
     assert "[live]" in text and "AAPL" in text and "-- live:" in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import statistics
 from collections.abc import Callable
@@ -11,8 +10,8 @@ from collections.abc import Callable
 from ticker_desktop.client import ClientOptions, ConnectionState, StateChanged, TickerClient
 from ticker_desktop.events import ClientEvent
 
-from ..server.conftest import TIMEOUT
-from ..server.test_cli import _no_orphans, spawn_server  # noqa: F401 - the fixture kills leftovers
+from ..servers import ServerProcess, SpawnServer
+from ..timing import MS, TIMEOUT
 
 CLIENTS = 200
 
@@ -24,20 +23,22 @@ def free_port() -> int:
         return port
 
 
-async def start_server(port: int) -> asyncio.subprocess.Process:
-    proc, _ = await spawn_server(
-        "--port", str(port), "--tick-rate", "2", "--max-connections", "1000"
-    )
-    return proc
-
-
-async def test_sigkill_under_200_clients_they_all_return_spread_out() -> None:
+async def test_sigkill_under_200_clients_they_all_return_spread_out(
+    spawn_server: SpawnServer,
+) -> None:
     """After SIGKILL and a restart every client is live again, and their reconnects are spread in time."""
     port = free_port()
-    server = await start_server(port)
+
+    async def start_server() -> ServerProcess:
+        return await spawn_server(
+            "--port", str(port), "--tick-rate", "2", "--max-connections", "1000"
+        )
+
+    server = await start_server()
     loop = asyncio.get_running_loop()
+    live: set[int] = set()
     back: dict[int, float] = {}
-    lost = asyncio.Event()
+    all_live, none_live, all_back = asyncio.Event(), asyncio.Event(), asyncio.Event()
     options = ClientOptions(
         max_rate=1.0, snapshot=0, ping_interval=5.0, backoff_base=0.5, backoff_cap=4.0
     )
@@ -46,14 +47,20 @@ async def test_sigkill_under_200_clients_they_all_return_spread_out() -> None:
 
     def watch(index: int) -> Callable[[ClientEvent], None]:
         def on_event(event: ClientEvent) -> None:
-            if (
-                isinstance(event, StateChanged)
-                and event.state is ConnectionState.LIVE
-                and killed_at
-            ):
-                back.setdefault(index, loop.time())
-                if len(back) == CLIENTS:
-                    lost.set()
+            if not isinstance(event, StateChanged):
+                return
+            if event.state is ConnectionState.LIVE:
+                live.add(index)
+                if killed_at:
+                    back.setdefault(index, loop.time())
+            else:
+                live.discard(index)
+            if len(live) == CLIENTS:
+                all_live.set()
+            if not live:
+                none_live.set()
+            if len(back) == CLIENTS:
+                all_back.set()
 
         return on_event
 
@@ -61,29 +68,21 @@ async def test_sigkill_under_200_clients_they_all_return_spread_out() -> None:
         client.add_listener(watch(index))
         await client.subscribe(["AAPL"])
         client.start()
-    restarted: asyncio.subprocess.Process | None = None
     try:
-        async with asyncio.timeout(TIMEOUT * 4):
-            while not all(c.state is ConnectionState.LIVE for c in clients):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        server.send_signal(signal.SIGKILL)
-        await server.wait()
+        await asyncio.wait_for(all_live.wait(), TIMEOUT * 4)
+        none_live.clear()
+        await server.kill()
         killed_at = loop.time()
-        async with asyncio.timeout(TIMEOUT * 2):
-            while any(c.state is ConnectionState.LIVE for c in clients):  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-        restarted = await start_server(port)
+        await asyncio.wait_for(none_live.wait(), TIMEOUT * 2)
+        await start_server()
         up_at = loop.time()
-        await asyncio.wait_for(lost.wait(), 30)
+        await asyncio.wait_for(all_back.wait(), 30_000 * MS)
         delays = sorted(t - up_at for t in back.values())
         # Full jitter: the returns are spread over the backoff window, not one burst.
         assert statistics.pstdev(delays) > 0.1, delays[:10]
         buckets = {int(d / 0.1) for d in delays}
         assert len(buckets) >= 8, f"reconnects fell into only {len(buckets)} 100 ms slots"
-        assert max(delays) < 10.0
+        # The backoff caps at 4 s: every client is back within one window and a slow connect.
+        assert max(delays) < 10_000 * MS, delays[-10:]
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-        for proc in (server, restarted):
-            if proc is not None and proc.returncode is None:
-                proc.terminate()
-                await proc.wait()

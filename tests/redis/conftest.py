@@ -20,7 +20,9 @@ from ticker_server.app import TickerServer
 from ticker_server.protocol import Tick
 
 from ..server import conftest as server
-from ..server.conftest import TIMEOUT, Peer, PeerFactory, ServerFactory
+from ..server.conftest import Peer, PeerFactory, ServerFactory
+from ..servers import ServerProcess
+from ..timing import TIMEOUT
 
 __all__ = [
     "SYMBOLS",
@@ -73,9 +75,7 @@ class RedisProcess:
         self.directory = directory
         self.password = password
         self.port = free_port()
-        self.log: list[str] = []
-        self._process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
+        self._process: ServerProcess | None = None
 
     @property
     def url(self) -> str:
@@ -100,40 +100,23 @@ class RedisProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        self._process = process
-        assert process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                line = (await process.stdout.readline()).decode(errors="replace")
-                if not line:
-                    await process.wait()
-                    raise RuntimeError("redis-server exited:\n" + "".join(self.log))
-                self.log.append(line)
-                if "Ready to accept connections" in line:
-                    break
-        self._drain = asyncio.get_running_loop().create_task(self._read_log(process))
-
-    async def _read_log(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        async for line in process.stdout:
-            self.log.append(line.decode(errors="replace"))
+        self._process = ServerProcess(process, "redis-server")
+        try:
+            await self._process.wait_log("Ready to accept connections", TIMEOUT)
+        except BaseException:
+            await self.kill()
+            raise
 
     async def kill(self) -> None:
         """SIGKILL: no goodbye to its clients, and its data is gone."""
-        await self._end(kill=True)
+        process, self._process = self._process, None
+        if process is not None:
+            await process.kill()
 
     async def stop(self) -> None:
-        await self._end(kill=False)
-
-    async def _end(self, kill: bool) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            process.kill() if kill else process.terminate()
-        await process.wait()
-        if self._drain is not None:
-            await self._drain
+        if process is not None:
+            await process.stop()
 
 
 @pytest.fixture

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import pytest
 
 from ..server.conftest import PeerFactory, ServerFactory
-from .conftest import SYMBOLS, TIMEOUT, RedisProcess, collect, redis_binary
-from .test_cli import _read_log, _spawn
+from ..servers import SpawnServer
+from .conftest import SYMBOLS, RedisProcess, collect, redis_binary
+from .test_cli import FEED_READY
 from .test_faults import wait_for
 
 PASSWORD = "s3cr3t-redis-pass"
@@ -49,30 +48,24 @@ async def test_redis_password_is_redacted_in_every_log_line(
 
 
 async def test_processes_never_log_the_redis_password(
-    tmp_path: Path, make_peer: PeerFactory
+    tmp_path: Path, make_peer: PeerFactory, spawn_server: SpawnServer
 ) -> None:
     """The feed and gateway processes at --log-level DEBUG name the broker without its password."""
     redis = RedisProcess(redis_binary(), tmp_path, password=PASSWORD)
     await redis.start()
     debug = ("--log-level", "DEBUG")
-    feed = await _spawn("feed", "--broker", redis.url, "--symbols", "AAPL", *debug)
-    gateway = await _spawn("gateway", "--broker", redis.url, "--port", "0", *debug)
-    logs: list[str] = []
     try:
-        url = await asyncio.wait_for(_read_log(gateway, logs, r"serving (ws://\S+)"), TIMEOUT * 3)
-        assert url is not None, logs
-        peer = await make_peer(url)
+        feed = await spawn_server(
+            "feed", "--broker", redis.url, "--symbols", "AAPL", *debug, ready=FEED_READY
+        )
+        gateway = await spawn_server("gateway", "--broker", redis.url, "--port", "0", *debug)
+        peer = await make_peer(gateway.url)
         await peer.send(type="subscribe", symbols=["AAPL"])
         await collect(peer, 3)
         await peer.ws.close()
+        assert (await gateway.stop(), await feed.stop()) == (0, 0)
     finally:
-        for process in (gateway, feed):
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(asyncio.gather(gateway.wait(), feed.wait()), TIMEOUT)
         await redis.stop()
-    await _read_log(gateway, logs)
-    await _read_log(feed, logs)
-    text = "".join(logs)
+    text = gateway.text() + feed.text()
     assert "feed publishing to redis://:***@" in text and "redis://:***@" in text
     assert PASSWORD not in text

@@ -13,17 +13,21 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from jsonschema import Draft202012Validator
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ticker_server.app import StartupError, TickerServer
 from ticker_server.cli import parse_args
 from ticker_server.config import ServerConfig
+from ticker_server.protocol import SERVER_TYPES, json_schema
 
-from .conftest import TIMEOUT, ServerFactory
+from ..servers import START_TIMEOUT, SpawnServer
+from ..timing import MS, TIMEOUT
+from .conftest import ServerFactory
 
 STARTED: list[asyncio.subprocess.Process] = []
-"""Server processes started by tests; any still running at teardown is killed."""
+"""Processes from :func:`start_server`; any still running at teardown is killed."""
 
 
 @pytest.fixture(autouse=True)
@@ -36,62 +40,90 @@ async def _no_orphans() -> AsyncIterator[None]:
             await proc.wait()
 
 
-async def spawn_server(
-    *args: str, ready: str = "serving ws://"
-) -> tuple[asyncio.subprocess.Process, str]:
-    """Run ``python -m ticker_server ARGS`` until it logs a line containing ``ready``; return it and that line."""
+async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
+    """The raw process and its URL, stderr left to the caller (test_hardening.py reads it).
+
+    Kept only for tests/server/test_hardening.py, which another branch rewrites; new tests
+    use the ``spawn_server`` fixture (tests/servers.py). Remove once that file moves over.
+    """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ticker_server", *args, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "ticker_server", "--port", "0", *flags, stderr=asyncio.subprocess.PIPE
     )
     STARTED.append(proc)
     assert proc.stderr is not None
-    async with asyncio.timeout(TIMEOUT * 2):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            assert line, f"server exited before logging {ready!r}"
-            if ready in line:
-                return proc, line
+    async with asyncio.timeout(START_TIMEOUT):
+        while line := (await proc.stderr.readline()).decode():
+            if "serving " in line:
+                return proc, line.split("serving ", 1)[1].strip()
+    raise AssertionError("the server exited before serving")
 
 
-async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
-    """Run ``python -m ticker_server`` on a free port and return it with the URL it serves."""
-    proc, line = await spawn_server("--port", "0", *flags)
-    return proc, line.split("serving ", 1)[1].strip()
-
-
-async def test_sigterm_closes_clients_1001_and_exits_0() -> None:
+async def test_sigterm_closes_clients_1001_and_exits_0(spawn_server: SpawnServer) -> None:
     """SIGTERM gives every client close code 1001 and the process exits 0 within 5 s."""
-    proc, url = await start_server("--tick-rate", "20")
-    async with connect(url) as ws:
+    server = await spawn_server("--port", "0", "--tick-rate", "20")
+    async with connect(server.url) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL"]}))
         await ws.recv()
-        proc.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)
         with pytest.raises(ConnectionClosed):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(5000 * MS):
                 while True:
                     await ws.recv()
         assert ws.close_code == 1001
-    assert await asyncio.wait_for(proc.wait(), 5) == 0
+    assert await server.wait(5000 * MS) == 0
 
 
-async def test_sigint_exits_0() -> None:
+async def test_sigint_exits_0(spawn_server: SpawnServer) -> None:
     """Ctrl-C (SIGINT) is a clean shutdown too."""
-    proc, _ = await start_server()
-    proc.send_signal(signal.SIGINT)
-    assert await asyncio.wait_for(proc.wait(), 5) == 0
+    server = await spawn_server("--port", "0")
+    assert await server.stop(signal.SIGINT, 5000 * MS) == 0
 
 
-def test_print_schema() -> None:
-    """--print-schema prints the JSON Schema and exits 0."""
-    out = subprocess.run(
-        [sys.executable, "-m", "ticker_server", "--print-schema"],
-        capture_output=True,
-        check=True,
-        text=True,
+REQUESTS = (
+    {"type": "subscribe", "symbols": ["MSFT"], "snapshot": 5, "id": 2},
+    {"type": "list_symbols"},
+    {"type": "ping", "id": "p"},
+    {"type": "subscribe", "symbols": ["NOPE"], "id": 3},
+    {"type": "unsubscribe", "symbols": ["MSFT"], "id": 4},
+)
+"""Requests that draw every other kind of reply from a server, once AAPL ticks flow."""
+
+
+async def test_printed_schema_validates_what_a_server_process_sends(
+    spawn_server: SpawnServer,
+) -> None:
+    """--print-schema prints the published schema, and every kind of message a running server sends validates against it."""
+    printer = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ticker_server", "--print-schema", stdout=asyncio.subprocess.PIPE
     )
-    schema = json.loads(out.stdout)
-    assert "client_to_server" in schema and "server_to_client" in schema
+    out, _ = await asyncio.wait_for(printer.communicate(), START_TIMEOUT)
+    assert printer.returncode == 0
+    schema = json.loads(out)
+    assert schema == json_schema()
+    validator = Draft202012Validator({"$schema": schema["$schema"], **schema["server_to_client"]})
+    server = await spawn_server(
+        "--port", "0", "--symbols", "AAPL,MSFT", "--tick-rate", "50", "--heartbeat", "0.5"
+    )
+    kinds: set[str] = set()
+
+    async def read(ws: ClientConnection, until: str) -> None:
+        while True:
+            message = json.loads(await ws.recv())
+            validator.validate(message)
+            kinds.add(message["type"])
+            if message["type"] == until:
+                return
+
+    async with connect(server.url) as ws, connect(server.url) as idle:
+        async with asyncio.timeout(TIMEOUT):
+            await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL"], "id": 1}))
+            await read(ws, "ticks")
+            for request in REQUESTS:
+                await ws.send(json.dumps(request))
+            await read(ws, "unsubscribed")
+            await read(idle, "heartbeat")
+    assert kinds == SERVER_TYPES
 
 
 @pytest.mark.parametrize(
@@ -108,7 +140,10 @@ def test_print_schema() -> None:
 def test_bad_flags_exit_2_with_a_clear_message(flags: list[str], complaint: str) -> None:
     """A bad flag exits 2 and names the flag, before anything starts."""
     out = subprocess.run(
-        [sys.executable, "-m", "ticker_server", *flags], capture_output=True, text=True
+        [sys.executable, "-m", "ticker_server", *flags],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
     )
     assert out.returncode == 2
     assert complaint in out.stderr
@@ -183,7 +218,7 @@ def test_startup_failure_is_one_clear_line_and_exit_2(
             [sys.executable, "-m", "ticker_server", *flags],
             capture_output=True,
             text=True,
-            timeout=20,
+            timeout=START_TIMEOUT,
         )
     errors = [line for line in out.stderr.splitlines() if " ERROR " in line]
     assert out.returncode == 2, out.stderr
@@ -202,13 +237,12 @@ async def test_failed_start_leaves_nothing_running(make_server: ServerFactory) -
     assert second.bus is None and second.supervisor.faults == {}
 
 
-async def test_sigterm_while_a_gateway_waits_for_its_feed() -> None:
+async def test_sigterm_while_a_gateway_waits_for_its_feed(spawn_server: SpawnServer) -> None:
     """A gateway still waiting for a feed to announce itself stops on SIGTERM and exits 0."""
-    proc, _ = await spawn_server(
+    server = await spawn_server(
         "gateway", "--broker", "redis://127.0.0.1:1/0", "--port", "0", ready="waiting for a feed"
     )
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 5) == 0
+    assert await server.stop(signal.SIGTERM, 5000 * MS) == 0
 
 
 NO_FLAG = {"ping_interval", "ping_timeout", "open_timeout", "role"}
@@ -275,3 +309,12 @@ def test_help_shows_the_config_defaults(
         assert f"(default {value})" in text, f"{flag}: default {value} not in --help"
         shown += 1
     assert shown >= 14
+
+
+async def test_spawn_reports_a_server_that_exits_before_serving(spawn_server: SpawnServer) -> None:
+    """The process helper fails at the child's exit, with its log, instead of waiting out its bound."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(AssertionError, match=r"exited \(2\) before logging(.|\n)*--port"):
+        await spawn_server("--port", "70000", timeout=60.0)
+    assert loop.time() - began < 30.0
