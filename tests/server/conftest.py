@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,14 +14,9 @@ from ticker_server.gateway import Gateway
 from ticker_server.protocol import ServerMessage, decode_server_message
 
 from ..conftest import ServerFactory
+from ..timing import MS, TIMEOUT
 
 __all__ = ["MS", "TIMEOUT", "Peer", "PeerFactory", "ServerFactory", "until"]
-
-TIMEOUT = float(os.environ.get("TICKER_TEST_TIMEOUT", "5"))
-"""Upper bound for any single wait in a test; raise it on a slow machine."""
-MS = 0.001 * float(os.environ.get("TICKER_TEST_TIMING", "1"))
-"""One millisecond, scaled for slow machines (as websockets' tests/utils.py ``MS``): the unit of
-every timing bound a test asserts."""
 
 
 async def until(gateway: Gateway, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,37 +24,6 @@ from ticker_server.protocol import SERVER_TYPES, json_schema
 from ..servers import START_TIMEOUT, SpawnServer
 from ..timing import MS, TIMEOUT
 from .conftest import ServerFactory
-
-STARTED: list[asyncio.subprocess.Process] = []
-"""Processes from :func:`start_server`; any still running at teardown is killed."""
-
-
-@pytest.fixture(autouse=True)
-async def _no_orphans() -> AsyncIterator[None]:
-    yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def start_server(*flags: str) -> tuple[asyncio.subprocess.Process, str]:
-    """The raw process and its URL, stderr left to the caller (test_hardening.py reads it).
-
-    Kept only for tests/server/test_hardening.py, which another branch rewrites; new tests
-    use the ``spawn_server`` fixture (tests/servers.py). Remove once that file moves over.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ticker_server", "--port", "0", *flags, stderr=asyncio.subprocess.PIPE
-    )
-    STARTED.append(proc)
-    assert proc.stderr is not None
-    async with asyncio.timeout(START_TIMEOUT):
-        while line := (await proc.stderr.readline()).decode():
-            if "serving " in line:
-                return proc, line.split("serving ", 1)[1].strip()
-    raise AssertionError("the server exited before serving")
 
 
 async def test_sigterm_closes_clients_1001_and_exits_0(spawn_server: SpawnServer) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import logging
-import signal
 import ssl
 import urllib.error
 import urllib.request
@@ -21,8 +20,8 @@ from websockets.protocol import State
 from ticker_server.app import TickerServer
 from ticker_server.service import AUTH_BURST, AUTH_RATE
 
+from ..servers import SpawnServer
 from .conftest import MS, TIMEOUT, PeerFactory, ServerFactory, until
-from .test_cli import _no_orphans, start_server  # noqa: F401 - the fixture kills leftovers
 from .test_gateway import live_ticks
 
 
@@ -60,21 +59,27 @@ async def test_token_required_when_configured(make_server: ServerFactory) -> Non
         assert json.loads(await ws.recv())["type"] == "hello"
 
 
-async def test_tokens_never_logged() -> None:
+async def test_tokens_never_logged(spawn_server: SpawnServer) -> None:
     """Even at DEBUG, the server's log holds neither a header token nor a query token."""
-    proc, url = await start_server(
-        "--token", "hunter2-header", "--token", "hunter2-query", "--log-level", "DEBUG"
+    server = await spawn_server(
+        "--port",
+        "0",
+        "--token",
+        "hunter2-header",
+        "--token",
+        "hunter2-query",
+        "--log-level",
+        "DEBUG",
     )
+    url = server.url
     async with connect(url, additional_headers={"Authorization": "Bearer hunter2-header"}) as ws:
         await ws.recv()
     async with connect(url + "/?token=hunter2-query") as ws:
         await ws.recv()
     with pytest.raises(InvalidStatus):
         await connect(url + "/?token=hunter2-wrong")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.stderr is not None
-    log = (await asyncio.wait_for(proc.stderr.read(), TIMEOUT)).decode()
-    assert await proc.wait() == 0
+    assert await server.stop() == 0
+    log = server.text()
     assert "connect" in log and "hunter2" not in log
 
 
@@ -444,9 +449,10 @@ CORPUS: list[tuple[str | bytes, str]] = [
 ]
 
 
-async def test_bad_input_corpus_against_the_process() -> None:
+async def test_bad_input_corpus_against_the_process(spawn_server: SpawnServer) -> None:
     """Every corpus entry gets its documented reply, a bystander keeps receiving, and the log has no traceback."""
-    proc, url = await start_server("--tick-rate", "20", "--request-burst", "100")
+    server = await spawn_server("--port", "0", "--tick-rate", "20", "--request-burst", "100")
+    url = server.url
     try:
         async with connect(url, max_size=None) as bystander, connect(url, max_size=None) as ws:
             await bystander.recv()
@@ -467,8 +473,6 @@ async def test_bad_input_corpus_against_the_process() -> None:
                     if json.loads(await bystander.recv())["type"] == "ticks":
                         bystander_ticks += 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        log = (await asyncio.wait_for(proc.stderr.read(), TIMEOUT)).decode()
-        await proc.wait()
+        await server.stop()
+    log = server.text()
     assert "Traceback" not in log and "ERROR" not in log
