@@ -1,0 +1,272 @@
+"""OHLCV bars: every tick aggregated, exactly, at fixed clock-aligned intervals (pure).
+
+A bar of interval ``i`` seconds starting at ``t`` (a multiple of ``i``, Unix seconds)
+covers the ticks whose ``ts`` lies in ``[t, t + i)``, judged on the microsecond grid
+(:func:`~.protocol.ts_micros`) exactly as clients window ticks. Its open and close are
+the first and last tick's price, high and low the extremes, volume the summed sizes
+and count the ticks. Seconds without a tick have no bar (as in Polygon's aggregates).
+
+Prices are held as whole cents (int32): every simulated price is on the cent grid, so
+``cents / 100`` gives back the tick's own float and bars compare exactly with ticks.
+Closed bars live in a numpy ring per (symbol, interval) bounded by a retention; the
+bar still forming is kept apart, as plain ints, so a live tick costs a few compares.
+
+No I/O and no clock: the caller passes tick times; whether a forming bar is complete
+is the reader's question, answered with its own ``now``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from .protocol import BAR_INTERVALS, Tick, ts_micros
+
+__all__ = [
+    "BAR_DTYPE",
+    "DEFAULT_RETENTION",
+    "BarSeries",
+    "BarStore",
+    "bars_from_ticks",
+]
+
+BAR_DTYPE = np.dtype(
+    [
+        ("t", "<i8"),
+        ("o", "<i4"),
+        ("h", "<i4"),
+        ("l", "<i4"),
+        ("c", "<i4"),
+        ("v", "<i8"),
+        ("n", "<i4"),
+    ]
+)
+"""One bar: start (Unix seconds), open/high/low/close in cents, volume, tick count (36 bytes)."""
+
+DEFAULT_RETENTION = 6.5 * 3600.0
+"""Seconds of bars kept at every interval: one trading session (23,400 one-second bars)."""
+
+_SLACK = 4  # the ring is 1 + 1/_SLACK times its capacity, so compaction is rare and cheap
+_SMALL = 16  # per-symbol batches up to this size take the scalar path
+
+
+def bars_from_ticks(
+    interval: int,
+    t_us: npt.NDArray[np.int64],
+    cents: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
+) -> npt.NDArray[np.void]:
+    """Aggregate one symbol's ticks (in time order) into bars of ``interval`` seconds.
+
+    Args:
+        interval: bar width in seconds.
+        t_us: tick times in whole microseconds, non-decreasing.
+        cents: tick prices in cents.
+        sizes: tick sizes.
+    """
+    if len(t_us) == 0:
+        return np.empty(0, dtype=BAR_DTYPE)
+    slot = t_us // (interval * 1_000_000)
+    starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+    ends = np.r_[starts[1:], len(slot)] - 1
+    out = np.empty(len(starts), dtype=BAR_DTYPE)
+    out["t"] = slot[starts] * interval
+    out["o"] = cents[starts]
+    out["c"] = cents[ends]
+    out["h"] = np.maximum.reduceat(cents, starts)
+    out["l"] = np.minimum.reduceat(cents, starts)
+    out["v"] = np.add.reduceat(sizes, starts)
+    out["n"] = np.diff(np.r_[starts, len(slot)])
+    return out
+
+
+class BarSeries:
+    """One symbol's bars at one interval: a ring of closed bars and the forming bar.
+
+    Args:
+        interval: bar width in seconds.
+        capacity: closed bars kept; older ones are dropped.
+    """
+
+    __slots__ = ("_buf", "_head", "_tail", "capacity", "closed_total", "forming", "interval")
+
+    def __init__(self, interval: int, capacity: int) -> None:
+        self.interval = interval
+        self.capacity = max(1, capacity)
+        self._buf = np.zeros(self.capacity + max(1, self.capacity // _SLACK), dtype=BAR_DTYPE)
+        self._head = 0  # the oldest kept bar
+        self._tail = 0  # one past the newest
+        self.forming: list[int] | None = None
+        """The newest bar as [t, o, h, l, c, v, n]: complete once ``now >= t + interval``."""
+        self.closed_total = 0
+        """Bars ever closed here (a counter readers use to spot new ones)."""
+
+    @property
+    def closed(self) -> npt.NDArray[np.void]:
+        """The kept closed bars, oldest first (a view: copy before keeping it)."""
+        return self._buf[self._head : self._tail]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._buf.nbytes)
+
+    def add(self, t_us: int, cents: int, size: int) -> None:
+        """Take one tick (not older than the last one taken)."""
+        t = t_us // (self.interval * 1_000_000) * self.interval
+        bar = self.forming
+        if bar is not None and bar[0] == t:
+            if cents > bar[2]:
+                bar[2] = cents
+            elif cents < bar[3]:
+                bar[3] = cents
+            bar[4] = cents
+            bar[5] += size
+            bar[6] += 1
+            return
+        if bar is not None:
+            self._close(bar)
+        self.forming = [t, cents, cents, cents, cents, size, 1]
+
+    def extend(self, bars: npt.NDArray[np.void]) -> None:
+        """Take the bars of a batch of ticks (newer than the last one taken), oldest first."""
+        if len(bars) == 0:
+            return
+        bar = self.forming
+        if bar is not None:
+            first = bars[0]
+            if bar[0] == int(first["t"]):
+                bar[2] = max(bar[2], int(first["h"]))
+                bar[3] = min(bar[3], int(first["l"]))
+                bar[4] = int(first["c"])
+                bar[5] += int(first["v"])
+                bar[6] += int(first["n"])
+                bars = bars[1:]
+                if len(bars) == 0:
+                    return
+            self._close(bar)
+        self._append(bars[:-1])
+        self.forming = [int(x) for x in bars[-1].tolist()]
+
+    def restore(self, closed: npt.NDArray[np.void], forming: Sequence[int] | None) -> None:
+        """Replace everything with ``closed`` bars (oldest first) and a forming bar."""
+        self._head = self._tail = 0
+        self._append(closed)
+        self.forming = list(forming) if forming is not None else None
+
+    def _close(self, bar: list[int]) -> None:
+        self._append(np.array([tuple(bar)], dtype=BAR_DTYPE))
+
+    def _append(self, bars: npt.NDArray[np.void]) -> None:
+        count = len(bars)
+        if count == 0:
+            return
+        self.closed_total += count
+        cap = self.capacity
+        if count >= cap:
+            self._buf[:cap] = bars[count - cap :]
+            self._head, self._tail = 0, cap
+            return
+        if self._tail + count > len(self._buf):
+            keep = min(self._tail - self._head, cap - count)
+            self._buf[:keep] = self._buf[self._tail - keep : self._tail]
+            self._head, self._tail = 0, keep
+        self._buf[self._tail : self._tail + count] = bars
+        self._tail += count
+        if self._tail - self._head > cap:
+            self._head = self._tail - cap
+
+
+class BarStore:
+    """Every symbol's bars at every interval, fed with batches of ticks.
+
+    Ticks are taken once: each symbol remembers the last ``seq`` it took, and a
+    tick at or below it is ignored, so overlapping sources (a history read, then
+    the live stream) never count a tick twice.
+
+    Args:
+        symbols: the symbols to keep bars for (others' ticks are ignored).
+        retention: seconds of bars kept per interval; one number for all, or a
+            mapping from interval to seconds (intervals absent from it get
+            :data:`DEFAULT_RETENTION`).
+        intervals: the bar widths in seconds.
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        retention: float | Mapping[int, float] = DEFAULT_RETENTION,
+        intervals: Sequence[int] = BAR_INTERVALS,
+    ) -> None:
+        self.intervals = tuple(intervals)
+        spans = (
+            retention
+            if isinstance(retention, Mapping)
+            else dict.fromkeys(self.intervals, retention)
+        )
+        self.capacity = {
+            i: max(1, math.ceil(spans.get(i, DEFAULT_RETENTION) / i)) for i in self.intervals
+        }
+        self.series: dict[str, dict[int, BarSeries]] = {
+            s: {i: BarSeries(i, self.capacity[i]) for i in self.intervals} for s in symbols
+        }
+        self.seq: dict[str, int] = dict.fromkeys(self.series, 0)
+        """The last seq taken per symbol."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of numpy storage held (the forming bars add a few hundred bytes)."""
+        return sum(s.nbytes for per in self.series.values() for s in per.values())
+
+    def ingest(self, ticks: Sequence[Tick]) -> set[str]:
+        """Take a batch of ticks (in seq order per symbol); return the symbols that changed."""
+        by_symbol: dict[str, list[Tick]] = {}
+        seqs = self.seq
+        for tick in ticks:
+            last = seqs.get(tick.symbol)
+            if last is None or tick.seq <= last:
+                continue
+            seqs[tick.symbol] = tick.seq
+            by_symbol.setdefault(tick.symbol, []).append(tick)
+        for symbol, taken in by_symbol.items():
+            series = self.series[symbol].values()
+            if len(taken) <= _SMALL:
+                for tick in taken:
+                    t_us, cents = ts_micros(tick.ts), round(tick.price * 100)
+                    for one in series:
+                        one.add(t_us, cents, tick.size)
+            else:
+                self._extend(
+                    series,
+                    np.array([ts_micros(t.ts) for t in taken], dtype=np.int64),
+                    np.array([round(t.price * 100) for t in taken], dtype=np.int64),
+                    np.array([t.size for t in taken], dtype=np.int64),
+                )
+        return set(by_symbol)
+
+    def ingest_arrays(
+        self,
+        symbol: str,
+        last_seq: int,
+        t_us: npt.NDArray[np.int64],
+        cents: npt.NDArray[np.int64],
+        sizes: npt.NDArray[np.int64],
+    ) -> None:
+        """Take one symbol's ticks as arrays (the backfill), the last of them ``last_seq``.
+
+        The caller guarantees they are newer than anything taken before.
+        """
+        self._extend(self.series[symbol].values(), t_us, cents, sizes)
+        self.seq[symbol] = max(self.seq[symbol], last_seq)
+
+    @staticmethod
+    def _extend(
+        series: Iterable[BarSeries],
+        t_us: npt.NDArray[np.int64],
+        cents: npt.NDArray[np.int64],
+        sizes: npt.NDArray[np.int64],
+    ) -> None:
+        for one in series:
+            one.extend(bars_from_ticks(one.interval, t_us, cents, sizes))
