@@ -6,19 +6,21 @@ import asyncio
 import logging
 import secrets
 import ssl
+import time
 from collections.abc import Callable
 from types import TracebackType
 
 import numpy as np
 from websockets.asyncio.server import Server, serve
 
+from .backfill import Backfill, backfill_rng, generate
 from .bus import Bus, LocalBus
 from .clock import steady_wall_clock
 from .config import ServerConfig, redact_url
 from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
-from .market import Market, listings_for
+from .market import Listing, Market, listings_for
 from .protocol import MAX_FRAME
 from .service import ServiceEndpoints
 from .supervision import Supervisor
@@ -40,6 +42,31 @@ def make_bus(config: ServerConfig, supervisor: Supervisor | None = None) -> Bus:
     from .redis_bus import RedisBus
 
     return RedisBus(config.broker, history=config.history, supervisor=supervisor)
+
+
+def make_backfill(
+    config: ServerConfig, listings: list[Listing], end: float, market: Market
+) -> Backfill | None:
+    """Generate ``config.backfill`` seconds of history ending at ``end`` and continue the
+    market from it."""
+    if config.backfill <= 0:
+        return None
+    started = time.perf_counter()
+    backfill = generate(
+        listings,
+        tick_rate=config.tick_rate,
+        duration=config.backfill,
+        end=end,
+        rng=backfill_rng(config.seed),
+    )
+    backfill.continue_market(market)
+    log.info(
+        "backfilled %.1f h: %d ticks in %.2f s",
+        config.backfill / 3600,
+        backfill.count,
+        time.perf_counter() - started,
+    )
+    return backfill
 
 
 class TickerServer:
@@ -110,14 +137,17 @@ class TickerServer:
                 raise StartupError(
                     f"a feed needs Redis, and {where} is unreachable: {exc}"
                 ) from exc
+        backfill: Backfill | None = None
         if config.role in ("all", "feed"):
             start = self.clock()
+            listings = listings_for(config.symbols, config.seed)
             market = Market(
-                listings_for(config.symbols, config.seed),
+                listings,
                 tick_rate=config.tick_rate,
                 start=start,
                 rng=np.random.default_rng(config.seed),
             )
+            backfill = make_backfill(config, listings, start, market)
             epoch = f"{int(start):x}-{secrets.token_hex(3)}"
             self.feed = Feed(market, bus, epoch, self.clock)
             await self.feed.announce()
@@ -127,8 +157,11 @@ class TickerServer:
                     "waiting for a feed to announce its symbols on %s",
                     redact_url(config.broker or ""),
                 )
-            listings = await bus.listings()
-            gateway = Gateway(config, listings, bus.epoch, self.clock)
+            infos = await bus.listings()
+            gateway = Gateway(config, infos, bus.epoch, self.clock)
+            if backfill is not None:
+                backfill.fill(gateway.live_bars.store)
+                gateway.on_ticks(backfill.tail(config.history))
             for symbol in gateway.listings:
                 gateway.on_ticks(await bus.history(symbol, config.history))
             bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)

@@ -31,6 +31,7 @@ __all__ = [
     "BarSeries",
     "BarStore",
     "bars_from_ticks",
+    "coarsen",
 ]
 
 BAR_DTYPE = np.dtype(
@@ -80,6 +81,24 @@ def bars_from_ticks(
     out["l"] = np.minimum.reduceat(cents, starts)
     out["v"] = np.add.reduceat(sizes, starts)
     out["n"] = np.diff(np.r_[starts, len(slot)])
+    return out
+
+
+def coarsen(interval: int, bars: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+    """Bars of ``interval`` seconds from finer bars (in time order) whose width divides it."""
+    if len(bars) == 0:
+        return bars
+    slot = bars["t"] // interval
+    starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+    ends = np.r_[starts[1:], len(slot)] - 1
+    out = np.empty(len(starts), dtype=BAR_DTYPE)
+    out["t"] = slot[starts] * interval
+    out["o"] = bars["o"][starts]
+    out["c"] = bars["c"][ends]
+    out["h"] = np.maximum.reduceat(bars["h"], starts)
+    out["l"] = np.minimum.reduceat(bars["l"], starts)
+    out["v"] = np.add.reduceat(bars["v"], starts)
+    out["n"] = np.add.reduceat(bars["n"], starts)
     return out
 
 
@@ -268,5 +287,14 @@ class BarStore:
         cents: npt.NDArray[np.int64],
         sizes: npt.NDArray[np.int64],
     ) -> None:
-        for one in series:
-            one.extend(bars_from_ticks(one.interval, t_us, cents, sizes))
+        # Ticks aggregate once, into the finest bars; each wider interval that the previous
+        # one divides is built from those bars (a few thousand rows, not a hundred thousand).
+        finer: npt.NDArray[np.void] | None = None
+        finer_interval = 0
+        for one in sorted(series, key=lambda s: s.interval):
+            if finer is not None and one.interval % finer_interval == 0:
+                bars = coarsen(one.interval, finer)
+            else:
+                bars = bars_from_ticks(one.interval, t_us, cents, sizes)
+            one.extend(bars)
+            finer, finer_interval = bars, one.interval

@@ -39,6 +39,15 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    from .backfill import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -82,6 +91,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--history", type=_positive(int), default=1000, help="ticks kept per symbol for snapshots"
+    )
+    parser.add_argument(
+        "--backfill",
+        type=_duration,
+        default="6.5h",
+        help="history generated before going live, e.g. 6.5h, 90m, 0 (default 6.5h)",
+    )
+    parser.add_argument(
+        "--bar-retention",
+        type=_duration,
+        default="6.5h",
+        help="bars kept at every interval, as a duration (default 6.5h, one session)",
     )
     parser.add_argument(
         "--heartbeat", type=_positive(float), default=5.0, help="idle seconds before a heartbeat"
@@ -191,6 +212,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, argpars
         compression=args.compression,
         broker=args.broker,
         role=args.role or "all",
+        backfill=args.backfill,
+        bar_retention=args.bar_retention,
     )
     return config, args
 

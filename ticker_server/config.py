@@ -57,6 +57,11 @@ class ServerConfig:
     broker: str | None = None
     """redis://HOST:PORT/DB to run as a feed or gateway behind Redis; None: the in-process bus."""
     role: Role = "all"
+    backfill: float = 0.0
+    """Seconds of history the feed generates before it goes live. 0 here, so embedded
+    servers and tests start at once; ``ticker-server`` defaults to a session (6.5 h)."""
+    bar_retention: float = 6.5 * 3600.0
+    """Seconds of bars kept at every interval (a session: 23,400 one-second bars)."""
 
     @property
     def scheme(self) -> str:

@@ -22,13 +22,17 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from .bars import BarStore
+from .bars_answer import answer_bars
 from .config import ServerConfig
 from .conflation import Fanout, Subscriber, SubscriberGroup
 from .connection import GatewayConnection
 from .limits import TokenBucket
+from .live_bars import LiveBars
 from .protocol import (
     MAX_FRAME,
     RATES,
+    BarsRequest,
     Error,
     Heartbeat,
     Hello,
@@ -188,6 +192,8 @@ class Gateway:
         self._pause = self._on_pause
         """Bound methods shared by every connection's callbacks."""
         self._hello = self._make_hello()
+        self.live_bars: LiveBars[Client] = LiveBars(BarStore(self.listings, config.bar_retention))
+        """Every symbol's bars, fed by :meth:`on_ticks`, and who watches them live."""
 
     def _make_hello(self) -> bytes:
         cap = self._cap
@@ -224,6 +230,8 @@ class Gateway:
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Bus callback: take a batch, and flush soon to whoever has something ready."""
+        for client, frame in self.live_bars.on_ticks(ticks, now := self.clock()):
+            self._write(client, frame, now)
         dirty = self.fanout.ingest(ticks)
         if dirty:
             if self._oldest_pending_ts is None:
@@ -266,6 +274,7 @@ class Gateway:
         for symbol in self.listings:
             fanout.book(symbol)
         self.fanout = fanout
+        self.live_bars = LiveBars(BarStore(self.listings, self.config.bar_retention))
         self._pending.clear()
         self._join.clear()
         self._oldest_pending_ts = None
@@ -526,6 +535,7 @@ class Gateway:
             await conn.lost
         finally:
             self.fanout.remove(client)
+            self.live_bars.remove(client)
             self.clients.discard(client)
             self._blocked.discard(client)
             self._pending.discard(client)
@@ -595,6 +605,9 @@ class Gateway:
                 self._send(client, Symbols(symbols=self._symbol_infos(), id=request.id))
             elif isinstance(request, Ping):
                 self._send(client, Pong(ts=self.clock(), id=request.id))
+            elif isinstance(request, BarsRequest):
+                for frame in answer_bars(self.live_bars.store, request, now := self.clock()):
+                    self._write(client, frame, now)
         except ProtocolError as exc:
             self._send(client, exc.to_message())
         except Exception:
@@ -672,6 +685,8 @@ class Gateway:
                 snapshots.append((symbol, book.snapshot(request.snapshot)))
             self.fanout.subscribe(client, symbol, rate)
         self._send(client, Subscribed(symbols=list(client.symbols), id=request.id, max_rate=rate))
+        if request.bars:
+            self.live_bars.subscribe(client, known, request.bars, rate)
         now = self.clock()
         for symbol, parts in snapshots:
             for chunk in _snapshot_frames(symbol, parts):
@@ -683,4 +698,5 @@ class Gateway:
             self._unknown(client, unknown, request.id)
         for symbol in known:
             self.fanout.unsubscribe(client, symbol)
+        self.live_bars.unsubscribe(client, known)
         self._send(client, Unsubscribed(symbols=list(client.symbols), id=request.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 from hypothesis import given, settings
@@ -78,7 +79,7 @@ def tick_feeds(draw: st.DrawFn) -> list[Tick]:
 
 def split(ticks: list[Tick], cuts: list[int]) -> list[list[Tick]]:
     edges = sorted({min(c, len(ticks)) for c in cuts} | {0, len(ticks)})
-    return [ticks[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [ticks[a:b] for a, b in pairwise(edges)]
 
 
 @settings(max_examples=60, deadline=None)
