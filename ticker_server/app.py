@@ -13,7 +13,7 @@ from types import TracebackType
 import numpy as np
 from websockets.asyncio.server import Server, serve
 
-from .backfill import Backfill, backfill_rng, generate
+from .backfill import MAX_BACKFILL_TICKS, Backfill, backfill_rng, generate
 from .bus import Bus, LocalBus
 from .clock import steady_wall_clock
 from .config import ServerConfig, redact_url
@@ -51,18 +51,27 @@ def make_backfill(
     market from it."""
     if config.backfill <= 0:
         return None
+    duration = min(config.backfill, MAX_BACKFILL_TICKS / (len(listings) * config.tick_rate))
+    if duration < config.backfill:
+        log.warning(
+            "backfill shortened to %.2f h: %d symbols at %g ticks/s would make over %d ticks",
+            duration / 3600,
+            len(listings),
+            config.tick_rate,
+            MAX_BACKFILL_TICKS,
+        )
     started = time.perf_counter()
     backfill = generate(
         listings,
         tick_rate=config.tick_rate,
-        duration=config.backfill,
+        duration=duration,
         end=end,
         rng=backfill_rng(config.seed),
     )
     backfill.continue_market(market)
     log.info(
         "backfilled %.1f h: %d ticks in %.2f s",
-        config.backfill / 3600,
+        duration / 3600,
         backfill.count,
         time.perf_counter() - started,
     )

@@ -23,7 +23,19 @@ from .bars import BarStore
 from .market import DEFAULT_DYNAMICS, TRADING_YEAR, Dynamics, Listing, Market
 from .protocol import Tick
 
-__all__ = ["Backfill", "SymbolHistory", "backfill_rng", "generate", "parse_duration"]
+__all__ = [
+    "MAX_BACKFILL_TICKS",
+    "Backfill",
+    "SymbolHistory",
+    "backfill_rng",
+    "generate",
+    "parse_duration",
+]
+
+MAX_BACKFILL_TICKS = 3_000_000
+"""Expected ticks a backfill may hold (a session of 20 symbols at 5/s is 2.34 M): at higher
+tick rates or more symbols the history is shortened, so start-up stays within seconds and
+the arrays within a few hundred MB while they exist."""
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")

@@ -46,7 +46,7 @@ def _serve(*cmd: str) -> Iterator[tuple[int, str]]:
 def ticker_server() -> Iterator[tuple[int, str]]:
     yield from _serve(
         "ticker_server", "--tick-rate", "100", "--max-rate", "0", "--seed", "1",
-        "--slow-grace", "1", "--sndbuf", "8192",
+        "--slow-grace", "1", "--sndbuf", "8192", "--backfill", "0",
     )  # fmt: skip
 
 

@@ -12,8 +12,10 @@ from .conftest import TIMEOUT, PeerFactory, RedisProcess, assert_increasing, col
 
 async def _spawn(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ticker_server", *args, stderr=asyncio.subprocess.PIPE
-    )
+        # No backfill: a session of history costs seconds at every start.
+        sys.executable, "-m", "ticker_server", "--backfill", "0", *args,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
 
 
 async def _read_log(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from itertools import pairwise
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from ticker_server.protocol import (
     Snapshot,
     Tick,
     Ticks,
+    decode_server_message,
     ts_micros,
 )
 
@@ -54,7 +55,7 @@ def aggregate(ticks: Sequence[tuple[int, float, int]], interval: int) -> list[Ro
         else:
             bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
             bar[4], bar[5], bar[6] = price, bar[5] + size, bar[6] + 1
-    return [tuple(b) for _, b in sorted(bars.items())]  # type: ignore[misc]
+    return [tuple(b) for _, b in sorted(bars.items())]
 
 
 def prefixes(ticks: Sequence[tuple[int, float, int]], interval: int) -> list[Row]:
@@ -67,7 +68,7 @@ def prefixes(ticks: Sequence[tuple[int, float, int]], interval: int) -> list[Row
         else:
             bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
             bar[4], bar[5], bar[6] = price, bar[5] + size, bar[6] + 1
-        out.append(tuple(bar))  # type: ignore[arg-type]
+        out.append(tuple(bar))
     return out
 
 
@@ -90,19 +91,13 @@ async def fetch(
             data = await peer.ws.recv(decode=False)
             if raw is not None and b'"type":"bars"' in data:
                 raw.append(data)
-            message = peer_decode(data)
+            message = decode_server_message(data)
             if isinstance(message, Bars) and message.id == rid:
                 bars += message.bars
                 if message.done:
                     return bars
             elif other is not None:
                 other(message)
-
-
-def peer_decode(data: bytes) -> Any:
-    from ticker_server.protocol import decode_server_message
-
-    return decode_server_message(data)
 
 
 async def test_bars_equal_the_aggregation_of_backfill_and_live_ticks(

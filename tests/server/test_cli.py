@@ -40,8 +40,10 @@ async def spawn_server(
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Run ``python -m ticker_server ARGS`` until it logs a line containing ``ready``; return it and that line."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ticker_server", *args, stderr=asyncio.subprocess.PIPE
-    )
+        # No backfill unless a test asks: a session of history costs seconds at every start.
+        sys.executable, "-m", "ticker_server", "--backfill", "0", *args,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     STARTED.append(proc)
     assert proc.stderr is not None
     async with asyncio.timeout(TIMEOUT * 2):
