@@ -9,11 +9,13 @@ import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 from websockets.asyncio.server import Server, serve
 
 from .backfill import MAX_BACKFILL_TICKS, Backfill, backfill_rng, generate
+from .bars import BarStore
 from .bus import Bus, LocalBus
 from .clock import steady_wall_clock
 from .config import ServerConfig, redact_url
@@ -24,6 +26,9 @@ from .market import Listing, Market, listings_for
 from .protocol import MAX_FRAME
 from .service import ServiceEndpoints
 from .supervision import Supervisor
+
+if TYPE_CHECKING:
+    from .redis_bars import RedisBarReader, RedisBarWriter
 
 __all__ = ["ServerConfig", "StartupError", "TickerServer", "make_bus"]
 
@@ -108,6 +113,9 @@ class TickerServer:
         self.started_at = 0.0
         self._server: Server | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self.bar_writer: RedisBarWriter | None = None
+        self.bar_reader: RedisBarReader | None = None
+        self._bar_tasks: list[asyncio.Task[None]] = []
 
     @property
     def url(self) -> str:
@@ -160,6 +168,8 @@ class TickerServer:
             epoch = f"{int(start):x}-{secrets.token_hex(3)}"
             self.feed = Feed(market, bus, epoch, self.clock)
             await self.feed.announce()
+            if config.broker is not None:
+                await self._wire_bar_writer(config.broker, listings, backfill, epoch)
         if config.role in ("all", "gateway"):
             if config.role == "gateway":
                 log.info(
@@ -171,6 +181,8 @@ class TickerServer:
             if backfill is not None:
                 backfill.fill(gateway.live_bars.store)
                 gateway.on_ticks(backfill.tail(config.history))
+            if config.broker is not None:
+                await self._wire_bar_reader(config.broker, gateway, bus.epoch)
             for symbol in gateway.listings:
                 gateway.on_ticks(await bus.history(symbol, config.history))
             bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)
@@ -200,6 +212,31 @@ class TickerServer:
         if self.feed is not None:
             self._feed_task = self.supervisor.spawn("feed", self.feed.run)
 
+    async def _wire_bar_writer(
+        self, url: str, listings: list[Listing], backfill: Backfill | None, epoch: str
+    ) -> None:
+        """The feed's own bars, mirrored to Redis; the backfill's tail goes to the tick history."""
+        from .redis_bars import RedisBarWriter  # redis-py only where a broker is used
+
+        store = BarStore([x.symbol for x in listings], self.config.bar_retention)
+        if backfill is not None:
+            backfill.fill(store)
+            assert self.bus is not None
+            self.bus.publish(backfill.tail(self.config.history))
+        self.bar_writer = writer = RedisBarWriter(url, store, epoch)
+        assert self.feed is not None
+        self.feed.taps.append(writer.on_ticks)
+        self._bar_tasks.append(self.supervisor.spawn("Redis bar writer", writer.run))
+
+    async def _wire_bar_reader(self, url: str, gateway: Gateway, epoch: str) -> None:
+        """A gateway without the feed loads its bars from Redis, and again after a gap."""
+        from .redis_bars import RedisBarReader
+
+        self.bar_reader = reader = RedisBarReader(url, gateway.live_bars.store, epoch)
+        if self.feed is None:
+            await reader.load()
+        self._bar_tasks.append(self.supervisor.spawn("Redis bar reader", reader.run))
+
     async def stop(self) -> None:
         """Close every client with 1001, stop the feed and release the bus (again: a no-op)."""
         server, self._server = self._server, None
@@ -210,6 +247,14 @@ class TickerServer:
         if feed_task is not None:
             feed_task.cancel()
             await asyncio.gather(feed_task, return_exceptions=True)
+        for task in self._bar_tasks:
+            task.cancel()
+        await asyncio.gather(*self._bar_tasks, return_exceptions=True)
+        self._bar_tasks.clear()
+        for side in (self.bar_writer, self.bar_reader):
+            if side is not None:
+                await side.close()
+        self.bar_writer = self.bar_reader = None
         if self.gateway is not None:
             await self.gateway.stop()
         bus, self.bus = self.bus, None

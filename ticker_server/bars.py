@@ -11,13 +11,15 @@ Prices are held as whole cents (int32): every simulated price is on the cent gri
 Closed bars live in a numpy ring per (symbol, interval) bounded by a retention; the
 bar still forming is kept apart, as plain ints, so a live tick costs a few compares.
 
-No I/O and no clock: the caller passes tick times; whether a forming bar is complete
-is the reader's question, answered with its own ``now``.
+No I/O and no clock: a forming bar is complete once a tick at or after its end has been
+taken (of any symbol: the feed is one ordered stream), never by a clock, so a gateway
+behind Redis does not call a bar complete while its last ticks are still on the way.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +54,8 @@ DEFAULT_RETENTION = 6.5 * 3600.0
 
 _SLACK = 4  # the ring is 1 + 1/_SLACK times its capacity, so compaction is rare and cheap
 _SMALL = 16  # per-symbol batches up to this size take the scalar path
+RECENT = 4096
+"""Ticks each symbol keeps (seq, µs, cents, size) to replay onto bars restored from elsewhere."""
 
 
 def bars_from_ticks(
@@ -119,7 +123,8 @@ class BarSeries:
         self._head = 0  # the oldest kept bar
         self._tail = 0  # one past the newest
         self.forming: list[int] | None = None
-        """The newest bar as [t, o, h, l, c, v, n]: complete once ``now >= t + interval``."""
+        """The newest bar as [t, o, h, l, c, v, n]: complete once the store's watermark
+        reaches ``t + interval`` (see :attr:`BarStore.watermark`), else still forming."""
         self.closed_total = 0
         """Bars ever closed here (a counter readers use to spot new ones)."""
 
@@ -233,6 +238,15 @@ class BarStore:
         }
         self.seq: dict[str, int] = dict.fromkeys(self.series, 0)
         """The last seq taken per symbol."""
+        self.recent: dict[str, deque[tuple[int, int, int, int]]] = {
+            s: deque(maxlen=RECENT) for s in self.series
+        }
+        """Each symbol's newest ticks as (seq, µs, cents, size), for :meth:`restore`."""
+        self.gaps: set[str] = set()
+        self.watermark = 0
+        """The newest tick time taken (µs). Ticks come in time order across symbols (one
+        stream), so a bar that ends at or before it has all its ticks: it is complete."""
+        """Symbols whose ticks skipped a seq: their bars miss ticks until restored."""
 
     @property
     def nbytes(self) -> int:
@@ -241,29 +255,64 @@ class BarStore:
 
     def ingest(self, ticks: Sequence[Tick]) -> set[str]:
         """Take a batch of ticks (in seq order per symbol); return the symbols that changed."""
-        by_symbol: dict[str, list[Tick]] = {}
+        by_symbol: dict[str, list[tuple[int, int, int, int]]] = {}
         seqs = self.seq
         for tick in ticks:
-            last = seqs.get(tick.symbol)
+            symbol = tick.symbol
+            last = seqs.get(symbol)
             if last is None or tick.seq <= last:
                 continue
-            seqs[tick.symbol] = tick.seq
-            by_symbol.setdefault(tick.symbol, []).append(tick)
-        for symbol, taken in by_symbol.items():
-            series = self.series[symbol].values()
-            if len(taken) <= _SMALL:
-                for tick in taken:
-                    t_us, cents = ts_micros(tick.ts), round(tick.price * 100)
-                    for one in series:
-                        one.add(t_us, cents, tick.size)
-            else:
-                self._extend(
-                    series,
-                    np.array([ts_micros(t.ts) for t in taken], dtype=np.int64),
-                    np.array([round(t.price * 100) for t in taken], dtype=np.int64),
-                    np.array([t.size for t in taken], dtype=np.int64),
-                )
+            if last and tick.seq != last + 1:
+                self.gaps.add(symbol)
+            seqs[symbol] = tick.seq
+            row = (tick.seq, ts_micros(tick.ts), round(tick.price * 100), tick.size)
+            self.recent[symbol].append(row)
+            by_symbol.setdefault(symbol, []).append(row)
+        for symbol, rows in by_symbol.items():
+            self._take(symbol, rows)
+            self.watermark = max(self.watermark, rows[-1][1])
         return set(by_symbol)
+
+    def _take(self, symbol: str, rows: list[tuple[int, int, int, int]]) -> None:
+        series = self.series[symbol].values()
+        if len(rows) <= _SMALL:
+            for _, t_us, cents, size in rows:
+                for one in series:
+                    one.add(t_us, cents, size)
+        else:
+            columns = np.array(rows, dtype=np.int64)
+            self._extend(series, columns[:, 1], columns[:, 2], columns[:, 3])
+
+    def restore(
+        self,
+        symbol: str,
+        closed: Mapping[int, npt.NDArray[np.void]],
+        forming: Mapping[int, Sequence[int] | None],
+        seq: int,
+    ) -> bool:
+        """Replace a symbol's bars with ones made elsewhere from its ticks up to ``seq``,
+        then replay the ticks after ``seq`` that this store has already taken.
+
+        Returns whether the result is whole: False when ticks between ``seq`` and
+        the oldest held here are missing (the symbol then stays in :attr:`gaps`).
+        """
+        for interval, one in self.series[symbol].items():
+            one.restore(closed.get(interval, np.empty(0, BAR_DTYPE)), forming.get(interval))
+        replay = [row for row in self.recent[symbol] if row[0] > seq]
+        # Whole only if the replayed seqs continue the restored ones without a hole.
+        # Seqs only increase, so the replay is whole iff it starts at seq + 1 and has no hole.
+        missing = bool(replay) and (
+            replay[0][0] != seq + 1 or replay[-1][0] - replay[0][0] != len(replay) - 1
+        )
+        missing = missing or (not replay and self.seq[symbol] > seq)
+        if replay:
+            self._take(symbol, replay)
+        self.seq[symbol] = max(seq, self.seq[symbol])
+        if missing:
+            self.gaps.add(symbol)
+        else:
+            self.gaps.discard(symbol)
+        return not missing
 
     def ingest_arrays(
         self,
@@ -279,6 +328,19 @@ class BarStore:
         """
         self._extend(self.series[symbol].values(), t_us, cents, sizes)
         self.seq[symbol] = max(self.seq[symbol], last_seq)
+        if len(t_us):
+            self.watermark = max(self.watermark, int(t_us[-1]))
+        first = last_seq - len(t_us) + 1
+        tail = slice(max(len(t_us) - RECENT, 0), None)
+        self.recent[symbol].extend(
+            zip(
+                range(first + (tail.start or 0), last_seq + 1),
+                t_us[tail].tolist(),
+                cents[tail].tolist(),
+                sizes[tail].tolist(),
+                strict=True,
+            )
+        )
 
     @staticmethod
     def _extend(

@@ -1,9 +1,10 @@
-"""Answering ``bars`` requests and encoding bars for the wire (pure: store and now in, bytes out).
+"""Answering ``bars`` requests and encoding bars for the wire (pure: store in, bytes out).
 
-A page is the newest ``limit`` bars that start before ``before`` (or up to now),
+A page is the newest ``limit`` bars that start before ``before`` (or all up to the newest),
 oldest first, split into ``bars`` frames of at most :data:`~.protocol.MAX_FRAME`
 bytes; the last frame says ``"done":true``. The forming bar, when the page reaches
-it, comes last and is marked ``"partial":true`` until its interval has passed.
+it, comes last and is marked ``"partial":true`` until the store has taken a tick at or after
+its end (see :attr:`~.bars.BarStore.watermark`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def encode_bar_update(symbol: str, interval: int, row: tuple[int, ...], partial:
 
 
 def select_bars(
-    store: BarStore, symbol: str, interval: int, limit: int, before: int | None, now: float
+    store: BarStore, symbol: str, interval: int, limit: int, before: int | None
 ) -> tuple[npt.NDArray[np.void], bool]:
     """The page's bars (oldest first) and whether the last of them is still forming."""
     series = store.series[symbol][interval]
@@ -57,7 +58,7 @@ def select_bars(
         page = np.empty(len(take) + 1, dtype=BAR_DTYPE)
         page[:-1] = take
         page[-1] = tuple(forming)
-        return page, now < forming[0] + interval
+        return page, store.watermark < (forming[0] + interval) * 1_000_000
     end = len(closed) if before is None else int(np.searchsorted(closed["t"], before, "left"))
     return closed[max(end - limit, 0) : end], False
 
@@ -78,7 +79,7 @@ def _frames(head: bytes, rid: RequestId, parts: list[bytes]) -> list[bytes]:
     return frames
 
 
-def answer_bars(store: BarStore, request: BarsRequest, now: float) -> list[bytes]:
+def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
     """The frames that answer one ``bars`` request.
 
     Raises:
@@ -90,7 +91,7 @@ def answer_bars(store: BarStore, request: BarsRequest, now: float) -> list[bytes
             "unknown_symbol", f"symbol: unknown symbol {request.symbol[:20]!r}", request.id
         )
     interval = request.interval
-    page, partial = select_bars(store, symbol, interval, request.limit, request.before, now)
+    page, partial = select_bars(store, symbol, interval, request.limit, request.before)
     rows = page.tolist()
     parts = [encode_bar(row) for row in rows]
     if partial:

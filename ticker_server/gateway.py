@@ -606,8 +606,8 @@ class Gateway:
             elif isinstance(request, Ping):
                 self._send(client, Pong(ts=self.clock(), id=request.id))
             elif isinstance(request, BarsRequest):
-                for frame in answer_bars(self.live_bars.store, request, now := self.clock()):
-                    self._write(client, frame, now)
+                for frame in answer_bars(self.live_bars.store, request):
+                    self._write(client, frame, self.clock())
         except ProtocolError as exc:
             self._send(client, exc.to_message())
         except Exception:

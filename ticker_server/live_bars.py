@@ -3,9 +3,9 @@
 For each (symbol, interval) a client watches, it gets the forming bar as it
 changes, at most once per window of its granted rate (``"partial":true``), and
 every bar once more when it closes (``"partial":false``), so the final values
-always arrive whatever the rate. A bar closes when a tick of a later bar comes or
-when its interval has passed, whichever is first seen. No I/O: :meth:`LiveBars.on_ticks`
-returns (client, frame) pairs for the gateway to write, given the time.
+always arrive whatever the rate. A bar closes when the store has taken a tick at or
+after its end, of any symbol (see :attr:`~.bars.BarStore.watermark`). No I/O:
+:meth:`LiveBars.on_ticks` returns (client, frame) pairs for the gateway to write.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class LiveBars(Generic[C]):
         self._held: set[_Key] = set()
         """Keys with a change some client has not had yet because of its rate."""
         self._due = math.inf
-        """The earliest end of a watched forming bar: then every watch is looked at."""
+        """The earliest end (µs) of a watched forming bar: once the store's watermark passes
+        it, every watch is looked at."""
 
     def subscribe(
         self, client: C, symbols: Iterable[str], intervals: Sequence[int], rate: float
@@ -102,7 +103,7 @@ class LiveBars(Generic[C]):
     def due(self, changed: Iterable[str], now: float) -> list[tuple[C, bytes]]:
         """The frames due at ``now`` given the symbols whose bars changed."""
         keys: Iterable[_Key]
-        if now >= self._due:
+        if self.store.watermark >= self._due:
             keys = list(self.watches)
             self._due = math.inf  # recomputed from every watched forming bar below
         else:
@@ -125,7 +126,8 @@ class LiveBars(Generic[C]):
         if forming is None:
             return
         closed = series.closed
-        complete = now >= forming[0] + interval
+        end = (forming[0] + interval) * 1_000_000
+        complete = self.store.watermark >= end
         partial_frame: bytes | None = None
         for client, watch in watchers.items():
             if watch.closed_t < forming[0]:
@@ -150,4 +152,4 @@ class LiveBars(Generic[C]):
             out.append((client, partial_frame))
             watch.sent, watch.sent_at = (forming[0], forming[6]), now
         if not complete:
-            self._due = min(self._due, forming[0] + interval)
+            self._due = min(self._due, end)
