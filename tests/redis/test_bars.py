@@ -34,7 +34,7 @@ def feed_rows(store: BarStore, symbol: str, interval: int) -> dict[int, Row]:
     series = store.series[symbol][interval]
     rows = {r[0]: tuple(r) for r in series.closed.tolist()}
     if series.forming is not None:
-        rows[series.forming[0]] = tuple(series.forming)  # type: ignore[assignment]
+        rows[series.forming[0]] = tuple(series.forming)
     return rows
 
 
