@@ -10,6 +10,7 @@ its end (see :attr:`~.bars.BarStore.watermark`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -17,24 +18,38 @@ import numpy.typing as npt
 from .bars import BAR_DTYPE, BarStore
 from .protocol import MAX_FRAME, BarsRequest, ProtocolError, RequestId
 
-__all__ = ["answer_bars", "encode_bar", "encode_bar_update", "select_bars"]
+__all__ = ["answer_bars", "encode_bar", "encode_bar_update", "encode_bars", "select_bars"]
 
 
-def _price(cents: int) -> str:
-    return repr(cents / 100)
+# Prices as whole cents written "%d.%02d": the decimal parses to the same double as
+# cents / 100 (both are the nearest to it), and integer formatting is ~3x faster than repr.
+_BAR = '{"t":%d,"o":%d.%02d,"h":%d.%02d,"l":%d.%02d,"c":%d.%02d,"v":%d,"n":%d}'
+_PARTIAL = _BAR[:-1] + ',"partial":true}'
 
 
-def encode_bar(row: tuple[int, ...], partial: bool = False) -> bytes:
-    """One bar (``t, o, h, l, c, v, n`` with prices in cents) as a JSON object."""
+def _split(row: Sequence[int]) -> tuple[int, ...]:
     t, o, h, l, c, v, n = row  # noqa: E741
-    tail = ',"partial":true}' if partial else "}"
-    return (
-        f'{{"t":{t},"o":{_price(o)},"h":{_price(h)},"l":{_price(l)},"c":{_price(c)},'
-        f'"v":{v},"n":{n}{tail}'
-    ).encode()
+    return (t, o // 100, o % 100, h // 100, h % 100, l // 100, l % 100, c // 100, c % 100, v, n)
 
 
-def encode_bar_update(symbol: str, interval: int, row: tuple[int, ...], partial: bool) -> bytes:
+def encode_bar(row: Sequence[int], partial: bool = False) -> bytes:
+    """One bar (``t, o, h, l, c, v, n`` with prices in cents) as a JSON object."""
+    return ((_PARTIAL if partial else _BAR) % _split(row)).encode()
+
+
+def encode_bars(bars: npt.NDArray[np.void]) -> list[bytes]:
+    """Many bars as JSON objects, the cents split in numpy (the answer's hot loop)."""
+    if len(bars) == 0:
+        return []
+    columns = [bars["t"]]
+    for name in "ohlc":
+        whole, cents = np.divmod(bars[name], 100)
+        columns += [whole, cents]
+    rows = np.stack([*columns, bars["v"], bars["n"]], axis=1).tolist()
+    return [(_BAR % tuple(row)).encode() for row in rows]
+
+
+def encode_bar_update(symbol: str, interval: int, row: Sequence[int], partial: bool) -> bytes:
     """A live ``bar`` message (``symbol`` matches SYMBOL_PATTERN: no escaping needed)."""
     flag = b"true" if partial else b"false"
     return (
@@ -92,9 +107,8 @@ def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
         )
     interval = request.interval
     page, partial = select_bars(store, symbol, interval, request.limit, request.before)
-    rows = page.tolist()
-    parts = [encode_bar(row) for row in rows]
+    parts = encode_bars(page)
     if partial:
-        parts[-1] = encode_bar(rows[-1], True)
+        parts[-1] = encode_bar(page[-1].tolist(), True)
     head = f'{{"type":"bars","symbol":"{symbol}","interval":{interval},"bars":['.encode()
     return _frames(head, request.id, parts)
