@@ -685,7 +685,7 @@ class Gateway:
                 snapshots.append((symbol, book.snapshot(request.snapshot)))
             self.fanout.subscribe(client, symbol, rate)
         self._send(client, Subscribed(symbols=list(client.symbols), id=request.id, max_rate=rate))
-        if request.bars:
+        if request.bars is not None:
             self.live_bars.subscribe(client, known, request.bars, rate)
         now = self.clock()
         for symbol, parts in snapshots:

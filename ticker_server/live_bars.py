@@ -57,9 +57,15 @@ class LiveBars(Generic[C]):
     def subscribe(
         self, client: C, symbols: Iterable[str], intervals: Sequence[int], rate: float
     ) -> None:
-        """Watch ``intervals`` of ``symbols`` (known to the store) at a granted ``rate``."""
+        """Watch ``intervals`` of ``symbols`` (known to the store) at a granted ``rate``; these
+        replace the intervals the client watched of those symbols (none: stop watching)."""
         gap = 1.0 / rate if rate > 0 else 0.0
         keys = self._by_client.setdefault(client, set())
+        symbols = list(symbols)
+        chosen = {(s, i) for s in symbols for i in intervals}
+        for key in [k for k in keys if k[0] in symbols and k not in chosen]:
+            keys.discard(key)
+            self._forget(client, key)
         for symbol in symbols:
             for interval in intervals:
                 key = (symbol, interval)
