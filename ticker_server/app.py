@@ -7,7 +7,7 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
 from .market import Listing, Market, listings_for
-from .protocol import MAX_FRAME
+from .protocol import MAX_FRAME, SymbolInfo
 from .service import ServiceEndpoints
 from .supervision import Supervisor
 
@@ -185,7 +185,7 @@ class TickerServer:
                 await self._wire_bar_reader(config.broker, gateway, bus.epoch)
             for symbol in gateway.listings:
                 gateway.on_ticks(await bus.history(symbol, config.history))
-            bus.listen(gateway.on_ticks, gateway.on_status, gateway.on_epoch)
+            bus.listen(gateway.on_ticks, gateway.on_status, self._on_epoch)
             gateway.start(self.supervisor)
             self.gateway = gateway
             self._server = await serve(
@@ -236,6 +236,13 @@ class TickerServer:
         if self.feed is None:
             await reader.load()
         self._bar_tasks.append(self.supervisor.spawn("Redis bar reader", reader.run))
+
+    def _on_epoch(self, epoch: str, listings: Sequence[SymbolInfo]) -> None:
+        """A new feed run: the gateway starts over, and its bars come from the new run."""
+        assert self.gateway is not None
+        self.gateway.on_epoch(epoch, listings)
+        if self.bar_reader is not None:
+            self.bar_reader.rebind(self.gateway.live_bars.store, epoch)
 
     async def stop(self) -> None:
         """Close every client with 1001, stop the feed and release the bus (again: a no-op)."""

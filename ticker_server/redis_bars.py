@@ -44,6 +44,14 @@ _REDIS_DOWN = (RedisError, OSError)
 _NONE = (-1, 0, 0, 0, 0, 0, 0)
 
 
+def _reraise_cancel(exc: BaseException | None = None) -> None:
+    """redis-py may swallow a cancellation mid-command (or turn it into a connection error):
+    a task asked to stop stops here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 def bars_key(symbol: str, interval: int) -> str:
     return f"ticker:bars:{symbol}:{interval}"
 
@@ -93,11 +101,13 @@ class RedisBarWriter:
             try:
                 await self.flush()
             except _REDIS_DOWN as exc:
+                _reraise_cancel(exc)
                 if healthy:
                     log.warning("cannot write bars to %s (%s); retrying", self.where, exc)
                 healthy = False
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            _reraise_cancel()
             if not healthy:
                 log.info("writing bars to %s again", self.where)
                 healthy = True
@@ -175,9 +185,13 @@ class RedisBarReader:
                     if replies is not None:
                         break
             except _REDIS_DOWN as exc:
+                _reraise_cancel(exc)
                 log.debug("cannot read bars from %s: %s", self.where, exc)
+            _reraise_cancel()
             if loop.time() >= deadline:
-                log.warning("no complete bars on %s yet; serving what this gateway has", self.where)
+                if wait > 0:
+                    log.warning("no complete bars on %s yet; loading them later", self.where)
+                self.store.gaps.update(chosen)  # the run loop tries again every second
                 return False
             await asyncio.sleep(backoff.next_delay())
         for symbol, (closed, forming, seq) in replies.items():
@@ -217,6 +231,11 @@ class RedisBarReader:
             out[symbol] = (closed, forming, seq)
         return out
 
+    def rebind(self, store: BarStore, epoch: str) -> None:
+        """Serve a new feed run: its bars go into ``store``, loaded by the next pass."""
+        self.store, self.epoch = store, epoch
+        store.gaps.update(store.series)
+
     async def run(self) -> None:
         """Restore symbols with a gap in their ticks, once a second, until cancelled."""
         while True:
@@ -225,3 +244,4 @@ class RedisBarReader:
                 gaps = sorted(self.store.gaps)
                 if await self.load(gaps, wait=0.0):
                     log.info("restored the bars of %d symbols after a gap", len(gaps))
+                _reraise_cancel()
