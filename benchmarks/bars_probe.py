@@ -32,7 +32,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from ticker_server.app import TickerServer
-from ticker_server.backfill import backfill_rng, generate
+from ticker_server.backfill import Backfill, backfill_rng, generate
 from ticker_server.bars import BarStore
 from ticker_server.bars_answer import answer_bars
 from ticker_server.config import ServerConfig
@@ -101,13 +101,15 @@ def aggregate(feed: list[tuple[int, float, int]], interval: int) -> dict[int, li
     return bars
 
 
-async def check(url: str, symbols: list[str], live: float) -> dict[str, int]:
-    """Every tick through ``url``, then every bar: mismatched fields, bars compared."""
+async def check(url: str, symbols: list[str], live: float, history: Backfill) -> dict[str, int]:
+    """Every live tick through ``url`` after the (regenerated) history, then every bar:
+    mismatched fields and bars compared against their aggregation."""
     ticks: dict[str, list[tuple[int, float, int]]] = {s: [] for s in symbols}
+    seqs: dict[str, list[int]] = {s: [] for s in symbols}
     served: dict[tuple[str, int], list[Any]] = {}
     async with connect(url, max_size=None, max_queue=None) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "subscribe", "symbols": symbols, "snapshot": 10**6}))
+        await ws.send(json.dumps({"type": "subscribe", "symbols": symbols, "snapshot": 5000}))
         loop = asyncio.get_running_loop()
         until = loop.time() + live
         pending = {(s, i) for s in symbols for i in BAR_INTERVALS}
@@ -115,7 +117,9 @@ async def check(url: str, symbols: list[str], live: float) -> dict[str, int]:
         def take(message: Any) -> None:
             if message is not None and message.type in ("ticks", "snapshot"):
                 for t in message.ticks:
-                    ticks[t.symbol].append((ts_micros(t.ts), t.price, t.size))
+                    if t.seq > history.symbols[t.symbol].count:  # the rest is regenerated
+                        ticks[t.symbol].append((ts_micros(t.ts), t.price, t.size))
+                        seqs[t.symbol].append(t.seq)
 
         while loop.time() < until:
             take(decode_server_message(await ws.recv()))
@@ -139,6 +143,13 @@ async def check(url: str, symbols: list[str], live: float) -> dict[str, int]:
             except TimeoutError:
                 pass
     mismatched = compared = 0
+    for s in symbols:
+        h = history.symbols[s]
+        first = h.count + 1
+        if seqs[s] != list(range(first, first + len(seqs[s]))):
+            raise SystemExit(f"{s}: the live ticks read are not contiguous from seq {first}")
+        past = zip(h.t_us.tolist(), (h.cents / 100).tolist(), h.sizes.tolist(), strict=True)
+        ticks[s] = list(past) + ticks[s]
     for (s, i), bars in served.items():
         reference = aggregate(ticks[s], i)
         for bar in bars:
@@ -159,18 +170,33 @@ async def check(url: str, symbols: list[str], live: float) -> dict[str, int]:
 
 async def run_check(args: argparse.Namespace) -> dict[str, Any]:
     symbols = ["AAPL", "MSFT", "NVDA"]
-    base = dict(
+    # The history is regenerated here from the seed; the live ticks come through the gateway,
+    # whose snapshot (history 5000) covers the seconds before a late gateway started.
+    base: dict[str, Any] = dict(
         host="127.0.0.1", port=0, symbols=tuple(symbols), seed=5, max_rate=0.0,
-        backfill=args.check_backfill, history=10**6, tick_rate=args.tick_rate,
+        backfill=args.check_backfill, history=5000, tick_rate=args.tick_rate,
     )  # fmt: skip
+
+    def regenerate(feed: TickerServer) -> Backfill:
+        assert feed.feed is not None
+        return generate(
+            listings_for(symbols, 5),
+            tick_rate=args.tick_rate,
+            duration=args.check_backfill,
+            end=feed.feed.market.start,
+            rng=backfill_rng(5),
+        )
+
     if args.broker is None:
         async with TickerServer(ServerConfig(**base)) as server:
-            return {"local": await check(server.url, symbols, args.check_live)}
-    async with TickerServer(ServerConfig(**base, role="feed", broker=args.broker)):
+            history = regenerate(server)
+            return {"local": await check(server.url, symbols, args.check_live, history)}
+    async with TickerServer(ServerConfig(**base, role="feed", broker=args.broker)) as feed:
+        history = regenerate(feed)
         await asyncio.sleep(args.late)
         gateway_config = ServerConfig(**base, role="gateway", broker=args.broker)
         async with TickerServer(gateway_config) as gateway:
-            return {"late_gateway": await check(gateway.url, symbols, args.check_live)}
+            return {"late_gateway": await check(gateway.url, symbols, args.check_live, history)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
 from .market import Listing, Market, listings_for
-from .protocol import MAX_FRAME, SymbolInfo
+from .protocol import MAX_FRAME, SymbolInfo, Tick
 from .service import ServiceEndpoints
 from .supervision import Supervisor
 
@@ -221,12 +221,24 @@ class TickerServer:
         store = BarStore([x.symbol for x in listings], self.config.bar_retention)
         if backfill is not None:
             backfill.fill(store)
-            assert self.bus is not None
-            self.bus.publish(backfill.tail(self.config.history))
+            await self._publish_history(backfill.tail(self.config.history))
         self.bar_writer = writer = RedisBarWriter(url, store, epoch)
         assert self.feed is not None
         self.feed.taps.append(writer.on_ticks)
         self._bar_tasks.append(self.supervisor.spawn("Redis bar writer", writer.run))
+
+    async def _publish_history(self, ticks: list[Tick]) -> None:
+        """Hand the backfill's newest ticks to the bus in slices it can hold (the Redis bus
+        drops the oldest past its queue limit), so gateways get them as tick history."""
+        bus = self.bus
+        assert bus is not None
+        limit = getattr(bus, "max_pending", len(ticks) or 1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0  # Redis down at start: the feed goes live regardless
+        for start in range(0, len(ticks), max(limit // 2, 1)):
+            bus.publish(ticks[start : start + max(limit // 2, 1)])
+            while getattr(bus, "pending", 0) > limit // 2 and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # the bus offers no drain event
 
     async def _wire_bar_reader(self, url: str, gateway: Gateway, epoch: str) -> None:
         """A gateway without the feed loads its bars from Redis, and again after a gap."""

@@ -8,7 +8,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ticker_server.app import TickerServer
+from ticker_server.backfill import backfill_rng, generate
 from ticker_server.bars import BarStore
+from ticker_server.market import listings_for
 from ticker_server.protocol import BAR_INTERVALS, Bars, decode_server_message
 from ticker_server.redis_bars import BARS_EPOCH_KEY
 
@@ -80,6 +82,26 @@ async def test_gateway_started_late_serves_the_feeds_bars(
     await asyncio.sleep(1.0)  # live bars too, not only the backfill's
     gateway = await cluster.gateway()
     assert await assert_same_bars(gateway, feed, make_peer) > 600
+    # And the history's bars equal the aggregation of the history regenerated from the seed.
+    assert feed.feed is not None and feed.bar_writer is not None
+    start = feed.feed.market.start
+    history = generate(
+        listings_for(SYMBOLS, 7), tick_rate=50.0, duration=600.0, end=start, rng=backfill_rng(7)
+    )
+    peer = await make_peer(gateway.url)
+    for symbol in SYMBOLS:
+        h = history.symbols[symbol]
+        for interval in (1, 15, 60, 300):
+            expected = BarStore([symbol], retention=10_000.0, intervals=(interval,))
+            expected.ingest_arrays(symbol, h.count, h.t_us, h.cents, h.sizes)
+            rows = expected.series[symbol][interval].closed.tolist()
+            whole = {r[0]: tuple(r) for r in rows if r[0] + interval <= start}
+            served = {
+                b["t"]: (b["t"], *(round(b[k] * 100) for k in "ohlc"), b["v"], b["n"])
+                for b in await fetch(peer, symbol, interval)
+                if b["t"] in whole
+            }
+            assert served == whole, (symbol, interval)
 
 
 async def test_redis_restart_loses_no_bars(cluster: Cluster, make_peer: PeerFactory) -> None:
