@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import secrets
 import ssl
@@ -47,6 +48,15 @@ def make_bus(config: ServerConfig, supervisor: Supervisor | None = None) -> Bus:
     from .redis_bus import RedisBus
 
     return RedisBus(config.broker, history=config.history, supervisor=supervisor)
+
+
+def release_heap() -> None:
+    """Give the backfill's freed arrays back to the OS: glibc keeps freed heap by default,
+    which left a server at ~290 MB RSS instead of ~140 MB after a session's backfill."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def make_backfill(
@@ -209,6 +219,9 @@ class TickerServer:
             )
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("serving %s", self.url)
+        if backfill is not None:
+            del backfill
+            release_heap()
         if self.feed is not None:
             self._feed_task = self.supervisor.spawn("feed", self.feed.run)
 
