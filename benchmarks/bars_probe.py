@@ -4,7 +4,8 @@
 
 * ``answer``: server-side time of ``answer_bars`` for 390 one-minute bars (and for
   5,000 one-second bars, the largest page) over a store filled with the default
-  backfill (20 symbols, 6.5 h, 5 ticks/s), p50 and p99 over ``--requests`` requests;
+  backfill (20 symbols, 6.5 h, 5 ticks/s), p50 and p99 over ``--requests`` requests,
+  wall clock and thread CPU time;
 * ``memory``: the bar store's numpy bytes at the default retention;
 * ``startup``: seconds from spawning ``python -m ticker_server --port 0`` (defaults:
   a 6.5 h backfill) to its ``serving`` log line, over ``--starts`` runs;
@@ -57,15 +58,22 @@ def measure_answers(requests: int) -> dict[str, Any]:
     out: dict[str, Any] = {"memory_mb": store.nbytes / 1e6}
     symbols = [x.symbol for x in listings]
     for name, interval, limit in (("390x1m", 60, 390), ("5000x1s", 1, 5000)):
-        times = []
+        times, cpu = [], []
         for i in range(requests):
             request = BarsRequest(
                 type="bars", symbol=symbols[i % 20], interval=interval, limit=limit, id=i
             )
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             frames = answer_bars(store, request)
             times.append(time.perf_counter() - started)
-        out[name] = {**percentiles(times), "frames": len(frames), "bytes": sum(map(len, frames))}
+            cpu.append(time.thread_time() - started_cpu)
+        out[name] = {
+            "wall": percentiles(times),
+            # CPU time leaves out preemption by other processes on a shared machine.
+            "cpu": percentiles(cpu),
+            "frames": len(frames),
+            "bytes": sum(map(len, frames)),
+        }
     return out
 
 
