@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import secrets
 import ssl
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -15,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from websockets.asyncio.server import Server, serve
 
-from .backfill import MAX_BACKFILL_TICKS, Backfill, backfill_rng, generate
+from .backfill import Backfill
 from .bars import BarStore
 from .bus import Bus, LocalBus
 from .clock import steady_wall_clock
@@ -23,8 +21,9 @@ from .config import ServerConfig, redact_url
 from .connection import GatewayConnection
 from .feed import Feed
 from .gateway import Gateway
+from .history import make_backfill, publish_history, release_heap
 from .market import Listing, Market, listings_for
-from .protocol import MAX_FRAME, SymbolInfo, Tick
+from .protocol import MAX_FRAME, SymbolInfo
 from .service import ServiceEndpoints
 from .supervision import Supervisor
 
@@ -48,49 +47,6 @@ def make_bus(config: ServerConfig, supervisor: Supervisor | None = None) -> Bus:
     from .redis_bus import RedisBus
 
     return RedisBus(config.broker, history=config.history, supervisor=supervisor)
-
-
-def release_heap() -> None:
-    """Give the backfill's freed arrays back to the OS: glibc keeps freed heap by default,
-    which left a server at ~290 MB RSS instead of ~140 MB after a session's backfill."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-def make_backfill(
-    config: ServerConfig, listings: list[Listing], end: float, market: Market
-) -> Backfill | None:
-    """Generate ``config.backfill`` seconds of history ending at ``end`` and continue the
-    market from it."""
-    if config.backfill <= 0:
-        return None
-    duration = min(config.backfill, MAX_BACKFILL_TICKS / (len(listings) * config.tick_rate))
-    if duration < config.backfill:
-        log.warning(
-            "backfill shortened to %.2f h: %d symbols at %g ticks/s would make over %d ticks",
-            duration / 3600,
-            len(listings),
-            config.tick_rate,
-            MAX_BACKFILL_TICKS,
-        )
-    started = time.perf_counter()
-    backfill = generate(
-        listings,
-        tick_rate=config.tick_rate,
-        duration=duration,
-        end=end,
-        rng=backfill_rng(config.seed),
-    )
-    backfill.continue_market(market)
-    log.info(
-        "backfilled %.1f h: %d ticks in %.2f s",
-        duration / 3600,
-        backfill.count,
-        time.perf_counter() - started,
-    )
-    return backfill
 
 
 class TickerServer:
@@ -234,24 +190,12 @@ class TickerServer:
         store = BarStore([x.symbol for x in listings], self.config.bar_retention)
         if backfill is not None:
             backfill.fill(store)
-            await self._publish_history(backfill.tail(self.config.history))
+            assert self.bus is not None
+            await publish_history(self.bus, backfill.tail(self.config.history))
         self.bar_writer = writer = RedisBarWriter(url, store, epoch)
         assert self.feed is not None
         self.feed.taps.append(writer.on_ticks)
         self._bar_tasks.append(self.supervisor.spawn("Redis bar writer", writer.run))
-
-    async def _publish_history(self, ticks: list[Tick]) -> None:
-        """Hand the backfill's newest ticks to the bus in slices it can hold (the Redis bus
-        drops the oldest past its queue limit), so gateways get them as tick history."""
-        bus = self.bus
-        assert bus is not None
-        limit = getattr(bus, "max_pending", len(ticks) or 1)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10.0  # Redis down at start: the feed goes live regardless
-        for start in range(0, len(ticks), max(limit // 2, 1)):
-            bus.publish(ticks[start : start + max(limit // 2, 1)])
-            while getattr(bus, "pending", 0) > limit // 2 and loop.time() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)  # the bus offers no drain event
 
     async def _wire_bar_reader(self, url: str, gateway: Gateway, epoch: str) -> None:
         """A gateway without the feed loads its bars from Redis, and again after a gap."""
