@@ -157,6 +157,9 @@ class ServerProcesses:
             timeout: how long it may take to get ready.
             env: its environment (default: this process's).
         """
+        if module == "ticker_server" and "--backfill" not in flags:
+            # No history unless a test asks: a session of backfill costs seconds at every start.
+            flags = ("--backfill", "0", *flags)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

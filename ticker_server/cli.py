@@ -14,13 +14,17 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import ServerConfig, redact_url
+from .config import SESSION, ServerConfig, redact_url
 from .market import listings_for
 from .protocol import json_schema
 
-__all__ = ["main", "parse_args"]
+__all__ = ["CLI_DEFAULTS", "main", "parse_args"]
 
 log = logging.getLogger("ticker_server")
+
+CLI_DEFAULTS = ServerConfig(backfill=SESSION)
+"""What ``ticker-server`` runs with: ServerConfig's defaults, and a session of history (an
+embedded server, as in tests, starts without one unless asked)."""
 
 
 def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
@@ -39,6 +43,15 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def _duration(text: str) -> float:
+    from .backfill import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -109,6 +122,12 @@ def _build_parser(defaults: ServerConfig) -> tuple[argparse.ArgumentParser, _Con
     flag("--seed", "random seed: the same seed gives the same prices and sizes", type=int)
     flag("--max-rate", "cap on updates/s per symbol per client; 0: no cap", type=_non_negative)
     flag("--history", "ticks kept per symbol for snapshots", type=_positive(int))
+    flag(
+        "--backfill",
+        "seconds (or 6.5h, 90m) of history made before going live; 0: none",
+        type=_duration,
+    )
+    flag("--bar-retention", "seconds (or 6.5h) of bars kept at every interval", type=_duration)
     flag("--heartbeat", "idle seconds before a heartbeat", type=_positive(float))
     flag("--max-symbols", "symbols per connection", type=_positive(int))
     flag(
@@ -160,9 +179,9 @@ def parse_args(
 
     Args:
         argv: the flags (default: ``sys.argv[1:]``).
-        defaults: what an absent flag means (default: :class:`ServerConfig`'s own defaults).
+        defaults: what an absent flag means (default: :data:`CLI_DEFAULTS`).
     """
-    defaults = defaults or ServerConfig()
+    defaults = defaults or CLI_DEFAULTS
     parser, flags = _build_parser(defaults)
     args = parser.parse_args(argv)
     values = flags.values(args)

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Role", "ServerConfig", "redact_url"]
+__all__ = ["SESSION", "Role", "ServerConfig", "redact_url"]
 
 Role = Literal["all", "feed", "gateway"]
+
+SESSION = 6.5 * 3600.0
+"""Seconds in a US equity trading session (09:30-16:00)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class ServerConfig:
     broker: str | None = None
     """redis://HOST:PORT/DB to run as a feed or gateway behind Redis; None: the in-process bus."""
     role: Role = "all"
+    backfill: float = 0.0
+    """Seconds of history the feed generates before it goes live. 0 here, so embedded
+    servers and tests start at once; ``ticker-server`` defaults to a session (6.5 h)."""
+    bar_retention: float = SESSION
+    """Seconds of bars kept at every interval (a session: 23,400 one-second bars)."""
 
     @property
     def scheme(self) -> str:

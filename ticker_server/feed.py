@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .bus import Bus
 from .market import Market
-from .protocol import SymbolInfo
+from .protocol import SymbolInfo, Tick
 
 __all__ = ["Feed"]
 
@@ -34,6 +34,8 @@ class Feed:
         self.epoch = epoch
         self.clock = clock
         self.generated = 0
+        self.taps: list[Callable[[Sequence[Tick]], None]] = []
+        """Also given every batch, before the bus (e.g. the Redis bar writer's store)."""
 
     def infos(self) -> list[SymbolInfo]:
         return [
@@ -57,4 +59,6 @@ class Feed:
             ticks = self.market.advance(self.clock())
             if ticks:
                 self.generated += len(ticks)
+                for tap in self.taps:
+                    tap(ticks)
                 self.bus.publish(ticks)

@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .bars import BarStore
 from .config import ServerConfig
 from .conflation import Fanout
 from .connection import Connection
 from .delivery import Client, Delivery
+from .live_bars import LiveBars
 from .protocol import RATES, Error, Heartbeat, Hello, SymbolInfo, Tick, encode, grant_rate
 from .session import MAX_DEFERRED, MarketView, Outcome, Session
 from .stats import GatewayStats
@@ -68,6 +70,8 @@ class Gateway:
         self.stats = GatewayStats()
         self.feed_available = True
         self.fanout = Fanout(config.history)
+        self.live_bars: LiveBars[Client] = LiveBars(BarStore((), config.bar_retention))
+        """Every symbol's bars, fed by :meth:`on_ticks`, and who watches them live."""
         self.market = MarketView(
             {},
             self.fanout.books,
@@ -75,6 +79,7 @@ class Gateway:
             config.max_symbols,
             config.request_rate,
             config.request_burst,
+            self.live_bars.store,
         )
         self._reset(listings, self.fanout)
         self.upkeep = Upkeep(
@@ -93,7 +98,9 @@ class Gateway:
         for symbol in self.listings:
             fanout.book(symbol)
         self.fanout = fanout
+        self.live_bars = LiveBars(BarStore(self.listings, self.config.bar_retention))
         self.market.listings, self.market.books = self.listings, fanout.books
+        self.market.bars = self.live_bars.store
         cap = self.market.cap
         rates = [rate for rate in RATES if cap <= 0 or rate <= cap * (1 + 1e-9)]
         hello = Hello(
@@ -125,6 +132,9 @@ class Gateway:
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Bus callback: take a batch, and flush soon to whoever has something ready."""
+        # The bars take every tick; their live frames go out with the batch that made them.
+        for client, frame in self.live_bars.on_ticks(ticks, self.clock()):
+            self._write(client, frame)
         self.delivery.ingest(ticks)
 
     def on_status(self, available: bool, reason: str) -> None:
@@ -190,6 +200,7 @@ class Gateway:
     def on_lost(self, client: Client) -> None:
         conn = client.connection
         self.fanout.remove(client)
+        self.live_bars.remove(client)
         self.clients.discard(client)
         self.blocked.discard(client)
         self.changed.set()
@@ -233,8 +244,12 @@ class Gateway:
         fanout = self.fanout
         for symbol in outcome.subscribe:
             fanout.subscribe(client, symbol, outcome.rate)
+        if outcome.bars is not None:
+            self.live_bars.subscribe(client, outcome.subscribe, outcome.bars, outcome.rate)
         for symbol in outcome.unsubscribe:
             fanout.unsubscribe(client, symbol)
+        if outcome.unsubscribe:
+            self.live_bars.unsubscribe(client, outcome.unsubscribe)
         for code in outcome.errors:
             self.stats.count_error(code)
         at = asyncio.get_running_loop().time()

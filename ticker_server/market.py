@@ -304,6 +304,11 @@ class Market:
         return self._listings
 
     @property
+    def start(self) -> float:
+        """The time base of ``now``: where the simulation starts (and a backfill ends)."""
+        return self._start
+
+    @property
     def skipped_seconds(self) -> float:
         """Simulated seconds whose arrivals were skipped after stalls."""
         return self._skipped
@@ -322,6 +327,32 @@ class Market:
             return self._by_symbol[symbol].cents / 100
         except KeyError:
             raise KeyError(f"unknown symbol {symbol!r}") from None
+
+    def resume(
+        self,
+        symbol: str,
+        *,
+        log_price: float,
+        cents: int,
+        seq: int,
+        volume: int,
+        since: float,
+        seen_factor: float,
+    ) -> None:
+        """Continue a symbol from history (see :mod:`.backfill`); call before the first advance.
+
+        Args:
+            symbol: a listed symbol.
+            log_price: the path's unrounded log price at its last tick.
+            cents: that tick's price in cents.
+            seq: that tick's seq; the next tick is ``seq + 1``.
+            volume: cumulative volume after it.
+            since: its time relative to ``start`` (negative: it came before).
+            seen_factor: the market factor at it, relative to the factor at ``start``.
+        """
+        state = self._by_symbol[symbol]
+        state.log_price, state.cents, state.seq, state.volume = log_price, cents, seq, volume
+        state.time, state.seen_factor = since, seen_factor
 
     def advance(self, now: float) -> list[Tick]:
         """Generate the ticks that arrive up to ``now``, in arrival order, stamped ``ts=now``.

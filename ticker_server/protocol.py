@@ -13,14 +13,21 @@ import json
 import re
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 __all__ = [
+    "BAR_INTERVALS",
+    "DEFAULT_BAR_LIMIT",
+    "MAX_BAR_LIMIT",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "RATES",
     "SERVER_NAME",
     "SYMBOL_PATTERN",
+    "Bar",
+    "BarUpdate",
+    "Bars",
+    "BarsRequest",
     "ClientMessage",
     "Error",
     "ErrorCode",
@@ -66,6 +73,20 @@ RATES: tuple[float, ...] = (
 """The update rates a server grants, fastest first: those whose window (1 / rate) divides one
 second evenly (below one second) or one minute evenly. Windows are clock-aligned, so a candle
 whose width is a whole multiple of the window is built exactly from the updates."""
+
+BAR_INTERVALS: tuple[int, ...] = (1, 5, 15, 60, 300, 900, 3600)
+"""The bar widths a server keeps and serves, in seconds (``bar_intervals`` in hello)."""
+DEFAULT_BAR_LIMIT = 1000
+"""Bars a ``bars`` request returns when it gives no ``limit``."""
+MAX_BAR_LIMIT = 5000
+"""The largest ``limit`` a ``bars`` request may ask; page back with ``before`` for more."""
+
+
+def _check_interval(interval: int) -> int:
+    if interval not in BAR_INTERVALS:
+        supported = ", ".join(map(str, BAR_INTERVALS))
+        raise ValueError(f"unsupported interval {interval}; supported: {supported}")
+    return interval
 
 
 def window_micros(rate: float) -> int:
@@ -198,6 +219,28 @@ class Subscribe(_Request):
     max_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     snapshot: int = Field(default=0, ge=0)
     since: dict[str, int] | None = None
+    bars: list[int] | None = None
+    """Bar intervals (seconds, from :data:`BAR_INTERVALS`) to send live ``bar`` messages for."""
+
+    @field_validator("bars")
+    @classmethod
+    def _bar_intervals(cls, value: list[int] | None) -> list[int] | None:
+        for interval in value or ():
+            _check_interval(interval)
+        return None if value is None else list(dict.fromkeys(value))
+
+
+class BarsRequest(_Request):
+    """Ask for a symbol's bars at one interval: the newest ``limit`` before ``before``."""
+
+    type: Literal["bars"]
+    symbol: str
+    interval: int
+    limit: int = Field(default=DEFAULT_BAR_LIMIT, ge=1, le=MAX_BAR_LIMIT)
+    before: int | None = None
+    """Exclusive bound on the bars' start time (Unix seconds), to page back; None: up to now."""
+
+    _interval = field_validator("interval")(_check_interval)
 
 
 class Unsubscribe(_Request):
@@ -214,9 +257,9 @@ class Ping(_Request):
 
 
 ClientMessage: TypeAlias = Annotated[
-    Subscribe | Unsubscribe | ListSymbols | Ping, Field(discriminator="type")
+    Subscribe | Unsubscribe | ListSymbols | Ping | BarsRequest, Field(discriminator="type")
 ]
-CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "list_symbols", "ping"})
+CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "list_symbols", "ping", "bars"})
 
 # ----------------------------------------------------------------- server -> client
 
@@ -233,6 +276,8 @@ class Hello(_Message):
     compares seqs (and sends ``since``) only within one epoch."""
     rates: list[float] = Field(default_factory=list)
     """The max_rate values this server grants, fastest first (see :data:`RATES`)."""
+    bar_intervals: list[int] = Field(default_factory=lambda: list(BAR_INTERVALS))
+    """The bar widths (seconds) this server serves; absent from servers without bars."""
 
 
 class Subscribed(_Message):
@@ -284,6 +329,44 @@ class Heartbeat(_Message):
     ts: float
 
 
+class Bar(_Message):
+    """One OHLCV bar: the ticks with ``t <= ts < t + interval`` (``t`` in Unix seconds)."""
+
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741 (the field's name on the wire)
+    c: float
+    v: int
+    """Shares traded in the bar (the summed tick sizes)."""
+    n: int
+    """Ticks in the bar."""
+    partial: bool | None = None
+    """True on a bar still forming: it may change until ``t + interval``."""
+
+
+class Bars(_Message):
+    """One page (or part of one) of the answer to a ``bars`` request, bars oldest first."""
+
+    type: Literal["bars"] = "bars"
+    symbol: str
+    interval: int
+    bars: list[Bar]
+    id: RequestId = None
+    done: bool = True
+    """False while more ``bars`` messages of the same answer follow."""
+
+
+class BarUpdate(_Message):
+    """A live bar: the forming bar changed (``partial`` true) or it closed (false)."""
+
+    type: Literal["bar"] = "bar"
+    symbol: str
+    interval: int
+    bar: Bar
+    partial: bool
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     code: str
@@ -293,7 +376,17 @@ class Error(_Message):
 
 
 ServerMessage: TypeAlias = Annotated[
-    Hello | Subscribed | Unsubscribed | Snapshot | Ticks | Symbols | Pong | Heartbeat | Error,
+    Hello
+    | Subscribed
+    | Unsubscribed
+    | Snapshot
+    | Ticks
+    | Symbols
+    | Pong
+    | Heartbeat
+    | Error
+    | Bars
+    | BarUpdate,
     Field(discriminator="type"),
 ]
 
@@ -310,6 +403,8 @@ SERVER_TYPES = frozenset(
         "pong",
         "heartbeat",
         "error",
+        "bars",
+        "bar",
     }
 )
 

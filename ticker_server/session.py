@@ -14,10 +14,13 @@ import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from .bars import BarStore
+from .bars_answer import answer_bars
 from .conflation import SymbolBook
 from .limits import TokenBucket
 from .protocol import (
     MAX_FRAME,
+    BarsRequest,
     Error,
     ListSymbols,
     Ping,
@@ -70,6 +73,8 @@ class MarketView:
     max_symbols: int
     request_rate: float
     request_burst: float
+    bars: BarStore
+    """Every symbol's bars, which ``bars`` requests are answered from."""
 
 
 @dataclass(slots=True)
@@ -80,6 +85,8 @@ class Outcome:
     subscribe: list[str] = field(default_factory=list)
     """Symbols to subscribe at ``rate`` (new ones, or held ones whose rate changes)."""
     rate: float = 0.0
+    bars: list[int] | None = None
+    """Bar intervals to stream live for ``subscribe``'s symbols (None: leave them as they are)."""
     unsubscribe: list[str] = field(default_factory=list)
     frames: list[bytes] = field(default_factory=list)
     """Encoded messages to write: replies, errors, snapshots."""
@@ -190,8 +197,7 @@ class Session:
             return
         try:
             request = decode_request(message)
-            # A new request type is one more branch here, answered with encoded frames
-            # (e.g. bars: ``outcome.frames.extend(bar_frames(...))``).
+            # A new request type is one more branch here, answered with encoded frames.
             if isinstance(request, Subscribe):
                 self._subscribe(request, held, outcome)
             elif isinstance(request, Unsubscribe):
@@ -201,6 +207,8 @@ class Session:
                 outcome.frames.append(encode(reply))
             elif isinstance(request, Ping):
                 outcome.frames.append(encode(Pong(ts=now, id=request.id)))
+            elif isinstance(request, BarsRequest):
+                outcome.frames.extend(answer_bars(self.market.bars, request))
         except ProtocolError as exc:
             outcome.error(exc.to_message())
         except Exception:
@@ -275,8 +283,7 @@ class Session:
                 snapshots.extend(snapshot_frames(symbol, gap))
             elif request.snapshot > 0:
                 snapshots.extend(snapshot_frames(symbol, book.snapshot(request.snapshot)))
-        # Subscribe options that need their own frames (e.g. bars) add them here.
-        outcome.subscribe, outcome.rate = known, rate
+        outcome.subscribe, outcome.rate, outcome.bars = known, rate, request.bars
         symbols = [*held, *added]
         outcome.frames.append(encode(Subscribed(symbols=symbols, id=request.id, max_rate=rate)))
         outcome.frames.extend(snapshots)

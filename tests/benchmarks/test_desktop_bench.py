@@ -51,7 +51,13 @@ def test_desktop_bench_tiny(tmp_path: Path) -> None:
         assert abs(run["refresh_interval_ms"]["samples"] - refreshes) <= 3, (label, run)
         taken = run["ticks_per_s"] * window
         assert abs(run["latency_ms"]["samples"] - taken) <= 5 + 0.02 * taken, (label, run)
-        assert run["set_data_per_s"] == rates, label
+        # Each chart shows what it was handed; one hand-off may fall on either side of the window.
+        handed = run["set_data_per_s"]
+        assert all(abs(handed[k] - rates[k]) <= 1.01 / window for k in rates), (
+            label,
+            handed,
+            rates,
+        )
         assert 0 < run["ticks_per_s"] <= run["generated_ticks_per_s"] + 0.1, label
         assert 0 < run["cpu_percent"] <= 100 * (os.cpu_count() or 1) + 1, label
         start, end = run["rss_start_mb"], run["rss_end_mb"]
@@ -67,7 +73,10 @@ def test_desktop_bench_tiny(tmp_path: Path) -> None:
     assert 20 < server["server_rss_mb"] < 1000
     for label in ("ours/synthetic", "ours/server"):
         stats = runs[label]["frame_stats"]
-        assert stats["refreshes"] == sum(runs[label]["pane_refreshes"].values()), label
+        panes = runs[label]["pane_refreshes"]
+        # Every timed refresh is a pane's; a pane also redraws once, untimed, when the desk
+        # applies its indicators at start.
+        assert 0 <= sum(panes.values()) - stats["refreshes"] <= len(panes), (label, stats, panes)
         assert 0 < stats["paints"] <= stats["refreshes"] + 10, label
     summary = report["summary"]["ours/synthetic"]["chart_refreshes_per_s.min"]
     assert summary["values"] == [runs["ours/synthetic"]["chart_refreshes_per_s"]["min"]]

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ticker_server.app import StartupError, TickerServer
-from ticker_server.cli import parse_args
+from ticker_server.cli import CLI_DEFAULTS, parse_args
 from ticker_server.config import ServerConfig
 from ticker_server.protocol import SERVER_TYPES, json_schema
 
@@ -52,6 +52,7 @@ REQUESTS = (
     {"type": "subscribe", "symbols": ["MSFT"], "snapshot": 5, "id": 2},
     {"type": "list_symbols"},
     {"type": "ping", "id": "p"},
+    {"type": "bars", "symbol": "AAPL", "interval": 1, "id": "b"},
     {"type": "subscribe", "symbols": ["NOPE"], "id": 3},
     {"type": "unsubscribe", "symbols": ["MSFT"], "id": 4},
 )
@@ -85,11 +86,14 @@ async def test_printed_schema_validates_what_a_server_process_sends(
 
     async with connect(server.url) as ws, connect(server.url) as idle:
         async with asyncio.timeout(TIMEOUT):
-            await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL"], "id": 1}))
+            await ws.send(
+                json.dumps({"type": "subscribe", "symbols": ["AAPL"], "bars": [1], "id": 1})
+            )
             await read(ws, "ticks")
             for request in REQUESTS:
                 await ws.send(json.dumps(request))
             await read(ws, "unsubscribed")
+            await read(ws, "bar")
             await read(idle, "heartbeat")
     assert kinds == SERVER_TYPES
 
@@ -238,14 +242,16 @@ CHANGED = ServerConfig(
     certfile="cert.pem",
     keyfile="key.pem",
     broker="redis://127.0.0.1:6379/0",
+    backfill=90 * 60.0,
+    bar_retention=3600.0,
 )
 """A config whose every flagged field differs from the default."""
 
 
 def test_no_flags_give_the_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without flags the CLI builds exactly ServerConfig()'s defaults."""
+    """Without flags the CLI builds ServerConfig()'s defaults, plus a session of backfill."""
     monkeypatch.delenv("TICKER_TOKEN", raising=False)
-    assert parse_args([])[0] == ServerConfig()
+    assert parse_args([])[0] == replace(ServerConfig(), backfill=6.5 * 3600) == CLI_DEFAULTS
 
 
 def test_every_flag_default_is_read_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from ticker_server.bars_answer import encode_bar_update
 from ticker_server.protocol import (
     SERVER_TYPES,
     Error,
@@ -112,6 +113,14 @@ def test_deeply_nested_json_is_a_bad_request() -> None:
     assert info.value.code == "bad_request"
 
 
+BARS_FRAMES = [
+    b'{"type":"bars","symbol":"AAPL","interval":60,"bars":[{"t":60,"o":1.5,"h":1.6,"l":1.4,'
+    b'"c":1.5,"v":300,"n":2},{"t":120,"o":1.5,"h":1.5,"l":1.5,"c":1.5,"v":100,"n":1,'
+    b'"partial":true}],"id":7,"done":true}',
+    encode_bar_update("AAPL", 60, (120, 150, 150, 150, 150, 100, 1), True),
+]
+
+
 def schema_validator(direction: str) -> Draft202012Validator:
     schema = json_schema()
     return Draft202012Validator({"$schema": schema["$schema"], **schema[direction]})
@@ -133,6 +142,7 @@ def test_schema_accepts_every_message_and_rejects_a_wrong_field() -> None:
         encode(Pong(ts=1.0, id=4)),
         encode(Heartbeat(ts=1.0)),
         encode(Error(code="unknown_symbol", message="m", id=1, symbols=["NOPE"])),
+        *BARS_FRAMES,
     ]
     kinds = set()
     for data in messages:
@@ -152,6 +162,8 @@ def test_schema_accepts_every_message_and_rejects_a_wrong_field() -> None:
         {"type": "unsubscribe", "symbols": ["AAPL"], "id": 2},
         {"type": "list_symbols"},
         {"type": "ping", "id": "p"},
+        {"type": "bars", "symbol": "AAPL", "interval": 60, "limit": 390, "before": 1, "id": 7},
+        {"type": "subscribe", "symbols": ["AAPL"], "bars": [60, 300]},
     ]:
         client.validate(request)
     defs = json_schema()["server_to_client"]["$defs"]

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ticker_server.bars import BarStore
 from ticker_server.conflation import Fanout, Subscriber
 from ticker_server.protocol import MAX_FRAME, SymbolInfo, Tick
 from ticker_server.session import (
@@ -43,7 +44,7 @@ def view(
     fanout: Fanout, max_symbols: int = 2, rate: float = 10.0, burst: float = 5.0
 ) -> MarketView:
     listings = {s: SymbolInfo(symbol=s, name=s, price=100.0) for s in SYMBOLS}
-    return MarketView(listings, fanout.books, 0.0, max_symbols, rate, burst)
+    return MarketView(listings, fanout.books, 0.0, max_symbols, rate, burst, BarStore(listings))
 
 
 class Replay:
