@@ -180,6 +180,7 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
         # One point per pixel: indicator lines are smooth, a second point per pixel adds nothing.
         points = max(2, int(view.width() / pixel))
         shared: tuple[int, int, int, int] | None = None
+        edges = np.array([left, right])
         for k, (pen, x, y) in enumerate(self.lines):
             n = min(len(x), len(y))
             if n < 2:
@@ -188,8 +189,8 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
             if shared is not None and shared[0] == id(x) and shared[1] == n:
                 i0, i1 = shared[2], shared[3]
             else:
-                i0 = max(0, int(np.searchsorted(x[:n], left)) - 1)
-                i1 = min(n, int(np.searchsorted(x[:n], right)) + 1)
+                lo, hi = np.searchsorted(x[:n], edges).tolist()
+                i0, i1 = max(0, lo - 1), min(n, hi + 1)
                 shared = (id(x), n, i0, i1)
             if i1 - i0 < 2:
                 continue
@@ -242,9 +243,14 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
         start = cache.b + step if cache.b >= 0 and not path.isEmpty() else first + i0
         tail = list(range(start - first, n - 1, step))
         tail.append(n - 1)
-        xs, ys = x[tail] - origin, self._y(y[tail])
+        if len(tail) <= 4:
+            # A frame's usual tail, the newest row alone: numpy's per-call cost would dominate.
+            xs = [float(x[i]) - origin for i in tail]
+            ys = [_log10(float(y[i])) if self.log else float(y[i]) for i in tail]
+        else:
+            xs, ys = (x[tail] - origin).tolist(), self._y(y[tail]).tolist()
         joined = not path.isEmpty() and not math.isnan(cache.end.y())
-        for px, py in zip(xs.tolist(), ys.tolist(), strict=True):
+        for px, py in zip(xs, ys, strict=True):
             if math.isnan(py):
                 joined = False
             elif joined:
@@ -294,6 +300,11 @@ class LinesItem(pg.GraphicsObject):  # type: ignore[misc]
                 cache.path.lineTo(px, py)
         cache.b = hi
         cache.end = QPointF(float(xs[-1]), float(ys[-1]))
+
+
+def _log10(value: float) -> float:
+    """As ``np.log10`` of a price (NaN, a gap, where a price is not positive)."""
+    return math.log10(value) if value > 0 else math.nan
 
 
 def _path(xs: _Array, ys: _Array) -> QPainterPath:

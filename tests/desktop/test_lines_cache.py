@@ -64,7 +64,10 @@ class Chart:
         self.plot.vb.setXRange(x0, x1, padding=0.0)
         ts, price = self.series.ticks.ts, self.series.ticks.price
         shown = price[np.searchsorted(ts, x0) : np.searchsorted(ts, x1)]
-        self.plot.vb.setYRange(float(shown.min()) - 0.5, float(shown.max()) + 0.5, padding=0.0)
+        lo, hi = float(shown.min()) - 0.5, float(shown.max()) + 0.5
+        if self.overlay.upper_lines.log:
+            lo, hi = np.log10(lo), np.log10(hi)
+        self.plot.vb.setYRange(lo, hi, padding=0.0)
 
     def follow(self, span: float = 120.0) -> None:
         self.view(self.ts - span, self.ts + span * 0.04)
@@ -81,6 +84,7 @@ class Chart:
         cached = self.overlay.upper_lines
         fresh = LinesItem()
         self.plot.addItem(fresh, ignoreBounds=True)
+        fresh.log = cached.log
         fresh.set_lines(cached.lines, cached.rows)
         fresh.setVisible(False)
         drawn = self.image(cached)
@@ -149,4 +153,16 @@ def test_zoom_and_pan_redraw_at_the_new_density_and_place(chart: Chart) -> None:
     chart.feed(6000)
     for x0, x1 in [(-120, 5), (-30, 1), (-400, 5), (-500, -380), (-220, -95), (-120, 5)]:
         chart.view(chart.ts + x0, chart.ts + x1)
+        chart.assert_as_fresh()
+
+
+def test_the_log_scale_redraws_the_cached_lines_in_log_units(chart: Chart) -> None:
+    """Switching the price scale to log and back never draws a path cached in the other units."""
+    chart.feed(3000)
+    for log in (False, True, False):
+        chart.overlay.upper_lines.log = log
+        chart.follow()
+        chart.assert_as_fresh()
+        chart.feed(3)
+        chart.follow()
         chart.assert_as_fresh()
