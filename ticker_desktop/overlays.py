@@ -167,9 +167,12 @@ class IndicatorOverlay:
         xs, up, down = self._band
         i0, i1 = np.searchsorted(xs, [x0, x1])
         hi, lo = up[i0:i1], down[i0:i1]
-        if not len(hi) or np.isnan(hi).all():
+        if not len(hi) or np.isnan(hi[-1]):
             return None
-        return float(np.nanmin(lo)), float(np.nanmax(hi))
+        if np.isnan(hi[0]):
+            # Only the first rows are undefined: the plain reductions below are much cheaper.
+            return float(np.nanmin(lo)), float(np.nanmax(hi))
+        return float(lo.min()), float(hi.max())
 
     def lower_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         """The y range of the oscillators within [x0, x1] (RSI is always 0 to 100)."""

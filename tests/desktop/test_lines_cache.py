@@ -166,3 +166,16 @@ def test_the_log_scale_redraws_the_cached_lines_in_log_units(chart: Chart) -> No
         chart.feed(3)
         chart.follow()
         chart.assert_as_fresh()
+
+
+def test_band_range_spans_the_bands_in_view_past_their_undefined_rows(chart: Chart) -> None:
+    """The price axis fits the Bollinger bands in view, whether or not the view starts in
+    the rows before the bands are defined, and there is nothing to fit before that."""
+    chart.feed(300)
+    ts = chart.series.ticks.ts
+    upper, lower = (chart.overlay.indicators[DESK[3]].column(c) for c in ("upper", "lower"))
+    for i0, i1 in [(0, 300), (5, 120), (19, 200), (150, 300)]:
+        x0, x1 = float(ts[i0]), float(ts[i1 - 1]) + 1e-6
+        expected = (float(np.nanmin(lower[i0:i1])), float(np.nanmax(upper[i0:i1])))
+        assert chart.overlay.band_range(x0, x1) == expected
+    assert chart.overlay.band_range(float(ts[0]), float(ts[10])) is None
