@@ -373,15 +373,12 @@ class Indicator:
 
 
 _FEW = 16
-"""Rows up to which a live update takes the short paths below: a frame brings a few rows,
-and numpy's per-call cost, not the arithmetic, is then what an update costs."""
+"""Rows up to which an update takes the short paths below (numpy's per-call cost dominates)."""
 
 
 def _windows(kind: str, x: Array, r: int, width: int) -> dict[str, Array]:
-    """SMA (or Bollinger bands) of rows ``r`` to the end, each from its own window (``r``
-    is at least ``width - 1``): one gather and a few reductions instead of a whole pass."""
-    rows = np.arange(r - width + 1, len(x))
-    windows = x[rows[: len(x) - r, None] + np.arange(width)]
+    """SMA (or Bollinger bands) of rows ``r >= width - 1`` on, from one gather of their windows."""
+    windows = x[np.arange(r - width + 1, len(x) - width + 1)[:, None] + np.arange(width)]
     mid = windows.sum(axis=1) / width
     if kind == "sma":
         return {"sma": mid}
@@ -392,8 +389,7 @@ def _windows(kind: str, x: Array, r: int, width: int) -> dict[str, Array]:
 def _vwap_rows(
     x: Array, volume: Array, t: Array, t_prev: float, pv: float, v: float
 ) -> dict[str, Array]:
-    """VWAP of a few rows, carrying the running sums ``pv`` and ``v`` of the row at ``t_prev``
-    (one loop over Python floats: a dozen numpy calls would cost more)."""
+    """VWAP of a few rows, carrying the running sums ``pv`` and ``v`` of the row at ``t_prev``."""
     session = math.floor(t_prev / SESSION)
     n = len(x)
     price, pvs, vs = np.empty(n), np.empty(n), np.empty(n)
