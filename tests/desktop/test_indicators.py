@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_incremental_updates_equal_a_whole_pass(
     candles = CandleSeries(1.0, capacity)
     indicators = [Indicator(spec, capacity) for spec in SPECS]
     price, ts, k = 100.0, 86_000.0, 0
-    sizes = iter(chunks * 20)
+    sizes = itertools.cycle(chunks)  # as many chunks as the moves need
     while k < len(moves):
         step = next(sizes)
         for move, size, dt in moves[k : k + step]:
