@@ -339,6 +339,8 @@ class Indicator:
 
         if kind in ("sma", "bollinger"):
             width = p if kind == "sma" else BB_PERIOD
+            if r >= width - 1 and len(x) - r <= _FEW:
+                return _windows(kind, x, r, width)
             lo = max(0, r - width + 1)
             whole = self._whole(x[lo:], volume[lo:], t[lo:])
             return {name: array[r - lo :] for name, array in whole.items()}
@@ -358,6 +360,8 @@ class Indicator:
             gain = ema(np.maximum(d, 0.0), 1.0 / RSI_PERIOD, prev("gain"))
             loss = ema(np.maximum(-d, 0.0), 1.0 / RSI_PERIOD, prev("loss"))
             return {"rsi": _rsi_index(gain, loss), "gain": gain, "loss": loss}
+        if len(x) - r <= _FEW:
+            return _vwap_rows(x[r:], volume[r:], t[r:], float(t[r - 1]), prev("pv"), prev("v"))
         price, pv, v = vwap(x[r:], volume[r:].astype(np.float64), t[r:])
         same = np.floor(t[r:] / SESSION) == math.floor(float(t[r - 1]) / SESSION)
         # The rows still in the previous row's session continue its sums.
@@ -366,3 +370,34 @@ class Indicator:
         with np.errstate(divide="ignore", invalid="ignore"):
             price = np.where(v > 0, pv / v, x[r:])
         return {"vwap": price, "pv": pv, "v": v}
+
+
+_FEW = 16
+"""Rows up to which an update takes the short paths below (numpy's per-call cost dominates)."""
+
+
+def _windows(kind: str, x: Array, r: int, width: int) -> dict[str, Array]:
+    """SMA (or Bollinger bands) of rows ``r >= width - 1`` on, from one gather of their windows."""
+    windows = x[np.arange(r - width + 1, len(x) - width + 1)[:, None] + np.arange(width)]
+    mid = windows.sum(axis=1) / width
+    if kind == "sma":
+        return {"sma": mid}
+    dev = np.sqrt(np.square(windows - mid[:, None]).sum(axis=1) / width)
+    return {"mid": mid, "upper": mid + BB_WIDTH * dev, "lower": mid - BB_WIDTH * dev}
+
+
+def _vwap_rows(
+    x: Array, volume: Array, t: Array, t_prev: float, pv: float, v: float
+) -> dict[str, Array]:
+    """VWAP of a few rows, carrying the running sums ``pv`` and ``v`` of the row at ``t_prev``."""
+    session = math.floor(t_prev / SESSION)
+    n = len(x)
+    price, pvs, vs = np.empty(n), np.empty(n), np.empty(n)
+    for i, (xi, vi, ti) in enumerate(zip(x.tolist(), volume.tolist(), t.tolist(), strict=True)):
+        s = math.floor(ti / SESSION)
+        if s != session:
+            session, pv, v = s, 0.0, 0.0
+        pv += xi * vi
+        v += vi
+        price[i], pvs[i], vs[i] = (pv / v if v > 0 else xi), pv, v
+    return {"vwap": price, "pv": pvs, "v": vs}

@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsLineItem
 
-from .curves import LinesItem, LiveCurve
+from .curves import LinesItem, LiveCurve, Rows
 from .indicators import LOWER_KINDS, Indicator, IndicatorSpec
 from .store import SymbolSeries
 from .theme import ACCENT, DOWN, MUTED, UP
@@ -138,6 +138,8 @@ class IndicatorOverlay:
             return
         upper: list[tuple[QPen, Any, Any]] = []
         lower: list[tuple[QPen, Any, Any]] = []
+        upper_rows: list[Rows | None] = []
+        lower_rows: list[Rows | None] = []
         self._band = None
         for spec in self.specs:
             indicator = self.indicators.get(spec)
@@ -149,10 +151,14 @@ class IndicatorOverlay:
                 self._band = (xs, indicator.column("upper"), indicator.column("lower"))
             # Past the rows an indicator leaves undefined, so the lines hold no NaN.
             skip = min(len(xs), _WARMUP.get(spec.kind, max(spec.period - 1, 0)))
+            line_x = xs[skip:]
+            rows = lower_rows if spec.kind in LOWER_KINDS else upper_rows
             for pen, line in zip(self.pens[spec], indicator.lines, strict=True):
-                target.append((pen, xs[skip:], indicator.column(line)[skip:]))
-        self.upper_lines.set_lines(upper)
-        self.lower_lines.set_lines(lower)
+                target.append((pen, line_x, indicator.column(line)[skip:]))
+                # Only the newest row of an indicator changes, until its next full pass.
+                rows.append(Rows(evicted + skip, (indicator, line), indicator.full_passes))
+        self.upper_lines.set_lines(upper, upper_rows)
+        self.lower_lines.set_lines(lower, lower_rows)
 
     def band_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         """Low and high of the Bollinger bands in [x0, x1], so the price axis can fit them."""
@@ -161,9 +167,12 @@ class IndicatorOverlay:
         xs, up, down = self._band
         i0, i1 = np.searchsorted(xs, [x0, x1])
         hi, lo = up[i0:i1], down[i0:i1]
-        if not len(hi) or np.isnan(hi).all():
+        if not len(hi) or np.isnan(hi[-1]):
             return None
-        return float(np.nanmin(lo)), float(np.nanmax(hi))
+        if np.isnan(hi[0]):
+            # Only the first rows are undefined: the plain reductions below are much cheaper.
+            return float(np.nanmin(lo)), float(np.nanmax(hi))
+        return float(lo.min()), float(hi.max())
 
     def lower_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         """The y range of the oscillators within [x0, x1] (RSI is always 0 to 100)."""

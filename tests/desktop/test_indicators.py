@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_incremental_updates_equal_a_whole_pass(
     candles = CandleSeries(1.0, capacity)
     indicators = [Indicator(spec, capacity) for spec in SPECS]
     price, ts, k = 100.0, 86_000.0, 0
-    sizes = iter(chunks * 20)
+    sizes = itertools.cycle(chunks)  # as many chunks as the moves need
     while k < len(moves):
         step = next(sizes)
         for move, size, dt in moves[k : k + step]:
@@ -191,3 +192,27 @@ def test_bad_spec_keys_are_refused(key: str) -> None:
     """Malformed keys from a settings file raise ValueError instead of drawing nonsense."""
     with pytest.raises(ValueError):
         IndicatorSpec.parse(key)
+
+
+def test_live_updates_of_a_few_rows_equal_a_whole_pass() -> None:
+    """The short paths of a live frame (a few new rows: SMA and Bollinger windows, VWAP across
+    a session boundary) give what a whole pass over the same rows gives."""
+    rng = np.random.default_rng(11)
+    n = 600
+    x = 100 + np.cumsum(rng.normal(0, 0.5, n))
+    v = rng.integers(1, 500, n).astype(np.float64)
+    t = SESSION - 150.0 + np.arange(n) * 0.5  # the session changes at row 300
+    indicators = [Indicator(spec, 1000) for spec in SPECS]
+    end = 50
+    for ind in indicators:
+        ind.update(x[:end], v[:end], t[:end], 0)
+    while end < n:
+        end = min(n, end + int(rng.integers(1, 6)))
+        for ind in indicators:
+            ind.update(x[:end], v[:end], t[:end], 0)
+    for ind in indicators:
+        whole = Indicator(ind.spec, 1000)
+        whole.update(x, v, t, 0)
+        assert ind.full_passes == 1, ind.spec
+        for line in ind.lines:
+            close(ind.column(line), whole.column(line))
