@@ -91,9 +91,11 @@ class IndicatorOverlay:
                 pg.mkPen(faint, width=1),
                 pg.mkPen(faint, width=1),
             ]
+        # 1 px, not wider: Qt draws thin pens on its fast path, about 3x cheaper per line,
+        # and 20 charts of indicators must still refresh 60 times a second.
         if spec.kind == "macd":
-            return [pg.mkPen(color, width=1.2), pg.mkPen(ACCENT, width=1), pg.mkPen(MUTED, width=1)]
-        return [pg.mkPen(color, width=1.2)]
+            return [pg.mkPen(color, width=1), pg.mkPen(ACCENT, width=1), pg.mkPen(MUTED, width=1)]
+        return [pg.mkPen(color, width=1)]
 
     def _show_lower(self) -> None:
         if self.lower is None:
