@@ -20,10 +20,13 @@ import numpy.typing as npt
 
 from ticker_server.protocol import Tick
 
-from .buffers import CANDLE_INTERVALS, CandleSeries, TickBuffer
+from .buffers import CandleSeries, TickBuffer
 from .watched import WatchChange, WatchedSymbols, normalise
 
-__all__ = ["Gap", "MarketStore", "RateMeter", "SymbolSeries"]
+__all__ = ["DASHBOARD_INTERVALS", "Gap", "MarketStore", "RateMeter", "SymbolSeries"]
+
+DASHBOARD_INTERVALS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+"""Candle widths built (offered where exact): the server's bar intervals, which history fills."""
 
 Clock = Callable[[], float]
 MAX_GAPS = 50
@@ -121,13 +124,15 @@ class MarketStore:
         self,
         capacity: int = 100_000,
         candle_capacity: int = 20_000,
-        intervals: tuple[float, ...] = CANDLE_INTERVALS,
+        intervals: tuple[float, ...] = DASHBOARD_INTERVALS,
         clock: Clock = time.monotonic,
         watched: WatchedSymbols | None = None,
     ) -> None:
         self._capacity = capacity
         self._candle_capacity = candle_capacity
         self._intervals = intervals
+        self.intervals = intervals
+        """The candle widths held per symbol."""
         self._clock = clock
         self._series: dict[str, SymbolSeries] = {}
         self._dirty: set[str] = set()
@@ -385,3 +390,12 @@ class MarketStore:
             series.gaps.append(gap)
             series.version += 1
             self._dirty.add(series.symbol)
+
+    def replace_candles(self, symbol: str, interval: float, candles: CandleSeries) -> None:
+        """Hold ``candles`` as ``symbol``'s series of width ``interval`` (history was merged)."""
+        series = self._series.get(symbol)
+        if series is None or interval not in series.candles:
+            return
+        series.candles[interval] = candles
+        series.version += 1
+        self._dirty.add(symbol)

@@ -1,0 +1,192 @@
+"""Bar history for the charts: loaded from the server, joined to the live candles (Qt-free).
+
+A chart that opens, changes its candle width or is panned left past its oldest
+candle asks :class:`BarHistory` for bars (:meth:`~BarHistory.want`); the request
+runs as a background task on the running loop, so the event loop never waits on
+it, and its page is merged into the symbol's :class:`~.buffers.CandleSeries` of
+that width: :func:`~.bars.merge_bars` keeps, at each start time, the candle that
+covers more ticks, so a history bar fills what the client never saw (before it
+connected, during an outage) and a live candle built from every tick is kept.
+The merged run becomes a new series (the old object is replaced in the store),
+which tells every chart, volume and indicator that reads it to redraw and
+recompute in full. Live ticks then fold into its newest candle as before.
+
+Memory is bounded: a series holds at most its ``capacity`` candles (the store's
+``candle_capacity``, 20,000 by default, 1.4 MB per symbol and width), the newest
+kept; paging back stops there (:meth:`~BarHistory.exhausted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bars import BarArrays, merge_bars
+from .buffers import CandleSeries
+from .store import MarketStore
+
+__all__ = ["PAGE", "BarHistory", "FetchBars", "candles_as_bars", "candles_from_bars"]
+
+log = logging.getLogger("ticker_desktop.history")
+
+PAGE = 1000
+"""Bars asked for per request (the server's default limit; a session of 1-minute bars is 390)."""
+
+FetchBars = Callable[[str, int, int, int | None], Awaitable[BarArrays]]
+"""``(symbol, interval, limit, before) -> bars``: :meth:`.client.TickerClient.bars`."""
+
+
+def candles_as_bars(symbol: str, candles: CandleSeries) -> BarArrays:
+    """A copy of ``candles`` as bars (the forming candle counted as partial)."""
+    cols = {name: candles.column(name).copy() for name in _CANDLE}
+    return BarArrays(symbol, int(candles.interval), **cols, partial=len(candles) > 0)
+
+
+def candles_from_bars(bars: BarArrays, capacity: int) -> CandleSeries:
+    """A new candle series holding ``bars`` (the newest ``capacity`` of them)."""
+    series = CandleSeries(float(bars.interval), capacity)
+    # Each bar is one update of its whole candle: open, high, low, close, volume, count.
+    series.extend(bars.t, bars.close, bars.volume, bars.high, bars.low, bars.count, bars.open)
+    return series
+
+
+_CANDLE = ("t", "open", "high", "low", "close", "volume", "count")
+
+
+@dataclass
+class _Held:
+    oldest_asked: float = math.inf
+    """The ``before`` of the oldest page asked for (nothing older is loading)."""
+    exhausted: bool = False
+    """The server had nothing older, or the series is at its capacity."""
+
+
+class BarHistory:
+    """Loads bars into the store's candle series in the background, one request at a time per key.
+
+    Args:
+        store: whose candle series are filled.
+        fetch: asks the server for bars (the client's ``bars``).
+        page: bars per request.
+    """
+
+    def __init__(self, store: MarketStore, fetch: FetchBars, page: int = PAGE) -> None:
+        self.store = store
+        self.fetch = fetch
+        self.page = page
+        self.loads = 0
+        """Pages merged so far (tests and the probe await their count)."""
+        self._held: dict[tuple[str, int], _Held] = {}
+        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._merged: asyncio.Event = asyncio.Event()
+
+    def loading(self, symbol: str, interval: float) -> bool:
+        return (symbol, int(interval)) in self._tasks
+
+    def exhausted(self, symbol: str, interval: float) -> bool:
+        """No older bars to load: the server has none, or the series is full."""
+        held = self._held.get((symbol, int(interval)))
+        return held is not None and held.exhausted
+
+    def want(self, symbol: str, interval: float, before: float | None = None) -> bool:
+        """Load the newest page (``before`` None) or the page before ``before``, unless one is
+        loading or nothing older exists; returns True if a load started.
+
+        Needs a running event loop; the load is a task that this object owns.
+        """
+        if interval < 1 or interval != int(interval) or self.store.get(symbol) is None:
+            return False
+        key = (symbol, int(interval))
+        held = self._held.setdefault(key, _Held())
+        if key in self._tasks or (
+            before is not None and (held.exhausted or before >= held.oldest_asked)
+        ):
+            return False
+        if before is not None:
+            held.oldest_asked = before
+        task = asyncio.get_running_loop().create_task(self._load(key, before))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+        return True
+
+    def forget(self, symbol: str) -> None:
+        """A symbol no longer charted: its paging state goes (its loads finish harmlessly)."""
+        for key in [k for k in self._held if k[0] == symbol]:
+            del self._held[key]
+
+    def refill(self, symbols: list[str], intervals: list[float]) -> None:
+        """After a reconnect: load the newest page again, which fills the outage's candles."""
+        for symbol in symbols:
+            for interval in intervals:
+                self.want(symbol, interval)
+
+    async def wait_loaded(self, count: int) -> None:
+        """Return once ``count`` pages have been merged in all."""
+        while self.loads < count:
+            self._merged.clear()
+            await self._merged.wait()
+
+    async def close(self) -> None:
+        """Cancel the loads in flight and wait for them to end."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _load(self, key: tuple[str, int], before: float | None) -> None:
+        symbol, interval = key
+        try:
+            page = await self.fetch(
+                symbol, interval, self.page, None if before is None else int(before)
+            )
+        except (ConnectionError, OSError) as exc:
+            log.info("bars of %s/%d not loaded: %s", symbol, interval, exc)
+            if before is not None:
+                self._held[key].oldest_asked = math.inf  # may be asked again once connected
+            return
+        except Exception as exc:  # a server error (RequestFailed): no history for this key
+            log.warning("bars of %s/%d refused: %s", symbol, interval, exc)
+            self._held.setdefault(key, _Held()).exhausted = True
+            return
+        self.merge(page, older=before is not None)
+
+    def merge(self, page: BarArrays, older: bool = False) -> CandleSeries | None:
+        """Join ``page`` to the held candles of its symbol and width; returns the new series.
+
+        ``older``: the page was asked with ``before``, so a short one means nothing older exists.
+        """
+        series = self.store.get(page.symbol)
+        key = (page.symbol, page.interval)
+        held = self._held.setdefault(key, _Held())
+        if series is None:
+            return None
+        current = series.candles.get(float(page.interval))
+        if current is None:
+            return None
+        capacity = current.capacity
+        if older and len(page) < self.page:
+            held.exhausted = True
+        if not len(page):
+            self._count()
+            return current
+        joined = merge_bars(candles_as_bars(page.symbol, current), page)
+        if len(joined) >= capacity:
+            held.exhausted = True
+        candles = candles_from_bars(joined, capacity)
+        if not _same(candles, current):
+            self.store.replace_candles(page.symbol, float(page.interval), candles)
+        self._count()
+        return candles
+
+    def _count(self) -> None:
+        self.loads += 1
+        self._merged.set()
+
+
+def _same(a: CandleSeries, b: CandleSeries) -> bool:
+    return all(np.array_equal(a.column(n), b.column(n)) for n in _CANDLE)
