@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ __all__ = ["PAGE", "BarHistory", "FetchBars", "candles_as_bars", "candles_from_b
 
 log = logging.getLogger("ticker_desktop.history")
 
+RECHECK_AFTER = 1.0
+"""Seconds after a bar's end to ask for it again (the server closes it on its next tick)."""
 PAGE = 1000
 """Bars asked for per request (the server's default limit; a session of 1-minute bars is 390)."""
 
@@ -73,16 +76,28 @@ class BarHistory:
         store: whose candle series are filled.
         fetch: asks the server for bars (the client's ``bars``).
         page: bars per request.
+        timeout: seconds a request may take.
+        wall: the wall clock, to know when a forming bar has closed.
     """
 
-    def __init__(self, store: MarketStore, fetch: FetchBars, page: int = PAGE) -> None:
+    def __init__(
+        self,
+        store: MarketStore,
+        fetch: FetchBars,
+        page: int = PAGE,
+        timeout: float = 10.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.timeout = timeout
+        self.wall = wall
         self.fetch = fetch
         self.page = page
         self.loads = 0
         """Pages merged so far (tests and the probe await their count)."""
         self._held: dict[tuple[str, int], _Held] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._rechecks: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._merged: asyncio.Event = asyncio.Event()
 
     def loading(self, symbol: str, interval: float) -> bool:
@@ -119,11 +134,11 @@ class BarHistory:
         for key in [k for k in self._held if k[0] == symbol]:
             del self._held[key]
 
-    def refill(self, symbols: list[str], intervals: list[float]) -> None:
-        """After a reconnect: load the newest page again, which fills the outage's candles."""
-        for symbol in symbols:
-            for interval in intervals:
-                self.want(symbol, interval)
+    def refill(self) -> None:
+        """On (re)connecting: load the newest page of every key asked before, which fills the
+        candles of an outage (or loads what was asked while not yet connected)."""
+        for symbol, interval in list(self._held):
+            self.want(symbol, interval)
 
     async def wait_loaded(self, count: int) -> None:
         """Return once ``count`` pages have been merged in all."""
@@ -133,6 +148,9 @@ class BarHistory:
 
     async def close(self) -> None:
         """Cancel the loads in flight and wait for them to end."""
+        for handle in self._rechecks.values():
+            handle.cancel()
+        self._rechecks.clear()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -141,10 +159,10 @@ class BarHistory:
     async def _load(self, key: tuple[str, int], before: float | None) -> None:
         symbol, interval = key
         try:
-            page = await self.fetch(
-                symbol, interval, self.page, None if before is None else int(before)
-            )
-        except (ConnectionError, OSError) as exc:
+            bound = None if before is None else int(before)
+            async with asyncio.timeout(self.timeout):
+                page = await self.fetch(symbol, interval, self.page, bound)
+        except (ConnectionError, OSError) as exc:  # TimeoutError is an OSError
             log.info("bars of %s/%d not loaded: %s", symbol, interval, exc)
             if before is not None:
                 self._held[key].oldest_asked = math.inf  # may be asked again once connected
@@ -159,29 +177,50 @@ class BarHistory:
         """Join ``page`` to the held candles of its symbol and width; returns the new series.
 
         ``older``: the page was asked with ``before``, so a short one means nothing older exists.
+        The page's forming bar is left out: grafting it would count twice the ticks the
+        server had folded into it but not yet sent. If the live candle there lacks some of
+        its ticks, the newest page is asked again once that bar has closed.
         """
-        series = self.store.get(page.symbol)
         key = (page.symbol, page.interval)
         held = self._held.setdefault(key, _Held())
-        if series is None:
-            return None
-        current = series.candles.get(float(page.interval))
+        series = self.store.get(page.symbol)
+        current = None if series is None else series.candles.get(float(page.interval))
         if current is None:
+            self._count()
             return None
-        capacity = current.capacity
         if older and len(page) < self.page:
             held.exhausted = True
+        if page.partial:
+            t, n = float(page.t[-1]), int(page.count[-1])
+            page = page.select(slice(0, len(page) - 1))
+            live_t = current.column("t")
+            i = int(np.searchsorted(live_t, t))
+            seen = int(current.column("count")[i]) if i < len(live_t) and live_t[i] == t else 0
+            if seen < n:
+                self._recheck(key, t + page.interval)
         if not len(page):
             self._count()
             return current
         joined = merge_bars(candles_as_bars(page.symbol, current), page)
-        if len(joined) >= capacity:
+        if len(joined) >= current.capacity:
             held.exhausted = True
-        candles = candles_from_bars(joined, capacity)
+        candles = candles_from_bars(joined, current.capacity)
         if not _same(candles, current):
             self.store.replace_candles(page.symbol, float(page.interval), candles)
         self._count()
         return candles
+
+    def _recheck(self, key: tuple[str, int], closes: float) -> None:
+        """Ask for the newest page again just after ``closes`` (wall time), if a loop runs."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        old = self._rechecks.pop(key, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, closes - self.wall()) + RECHECK_AFTER
+        self._rechecks[key] = loop.call_later(delay, self.want, *key)
 
     def _count(self) -> None:
         self.loads += 1

@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
 from .buffers import CANDLE_INTERVALS
 from .chart_items import CandlesItem, Crosshair, LastPrice, PriceAxis, VolumeItem
 from .curves import LiveCurve
+from .history import BarHistory
 from .indicators import IndicatorSpec
 from .overlays import AlertLines, Comparison, IndicatorOverlay
 from .pane_decor import PaneDecorations
@@ -33,6 +35,10 @@ AXIS_WIDTH = 64
 """Fixed price-axis width in pixels, so changing tick labels never re-lay the chart out."""
 COMPACT_AXIS_WIDTH = 46
 """The grid charts' price axis: room for a label like 1,234.5."""
+CANDLES_SHOWN = 400
+"""Candles in view while following the live edge: a whole session of 1-minute history."""
+LINE_BARS = 60.0
+"""The bar width whose closes the line chart draws where it has no ticks."""
 
 
 class PricePane(PaneDecorations):
@@ -65,6 +71,8 @@ class PricePane(PaneDecorations):
         self.span = 120.0
         """Seconds shown while following the live edge."""
         self.refreshes = 0
+        self.history: BarHistory | None = None
+        """Loads bars into the store for this pane's symbol and width (set by the canvas)."""
         self.connected = True
         self._version = -1
         self._gap_end = -math.inf
@@ -81,6 +89,9 @@ class PricePane(PaneDecorations):
         self.curve = LiveCurve(pen=pg.mkPen(LINE, width=1.5 if not compact else 1))
         self.curve.setSkipFiniteCheck(True)
         plot.addItem(self.curve)
+        self.bar_line = pg.PlotDataItem(pen=pg.mkPen(LINE, width=1, style=Qt.PenStyle.DotLine))
+        """Bar closes before the first tick held, so a line chart has history too."""
+        plot.addItem(self.bar_line)
         # After addItem: PlotItem.addItem imposes the plot's own (off) settings on the curve.
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
@@ -172,11 +183,13 @@ class PricePane(PaneDecorations):
         self.gap_items.clear()
         self._gap_end = -math.inf
         self.curve.setData([], [])
+        self.bar_line.setData([], [])
         self.candles.set_series(None)
         self.volume.set_series(None)
         self.last_price.hide()
         self.overlay.reset()
         self._set_header(symbol or "", TEXT)
+        self.want_history()
         self.refresh()
 
     def set_mode(self, mode: ChartMode, interval: float) -> None:
@@ -185,7 +198,7 @@ class PricePane(PaneDecorations):
         self.curve.setVisible(mode == "line" or self.comparison.active)
         self.candles.setVisible(mode == "candles" and not self.comparison.active)
         if mode == "candles":
-            self.span = max(60.0 * interval, 120.0)
+            self.span = max(CANDLES_SHOWN * interval, 120.0)
         else:
             self.span = 120.0
         self._version = -1
@@ -193,7 +206,18 @@ class PricePane(PaneDecorations):
         series = self._series()
         self.candles.set_series(series.candles.get(interval) if series else None)
         self.volume.set_series(series.candles.get(interval) if series else None)
+        self.bar_line.setVisible(mode == "line")
+        self.want_history()
         self.refresh()
+
+    def bar_interval(self) -> float:
+        """The width of the bars this pane draws: its candles', or the line's history."""
+        return self.interval if self.mode == "candles" else LINE_BARS
+
+    def want_history(self, before: float | None = None) -> None:
+        """Ask for the newest bars (or the page before ``before``) in the background."""
+        if self.history is not None and self.symbol is not None:
+            self.history.want(self.symbol, self.bar_interval(), before)
 
     def set_connected(self, connected: bool) -> None:
         """Grey the chart while disconnected."""
@@ -257,6 +281,10 @@ class PricePane(PaneDecorations):
             self.candles.set_series(candles)
             self.volume.set_series(candles)
         newest = float(ticks.last_ts)
+        bars = series.candles.get(self.bar_interval())
+        first = float(ticks.ts[0])
+        if bars is not None and len(bars):
+            first = min(first, float(bars.column("t")[0]))
         # Range first, then data: each curve clips and downsamples once, for the new range.
         with contextlib.ExitStack() as stack:
             for curve in self._curves():
@@ -264,7 +292,7 @@ class PricePane(PaneDecorations):
             if self.following:
                 # A young series fills the width; the view widens until the full span is reached.
                 least = 10.0 * self.interval if self.mode == "candles" else 10.0
-                span = min(self.span, max(newest - float(ticks.ts[0]), least) * 1.1)
+                span = min(self.span, max(newest - first, least) * 1.1)
                 right = newest + span * 0.04
                 self.plot.vb.setXRange(right - span, right, padding=0.0)
             if self.comparison.active:
@@ -272,6 +300,7 @@ class PricePane(PaneDecorations):
                 self.curve.setData(ticks.ts, Comparison.percent(ticks.ts, ticks.price, x0))
             elif changed and self.mode == "line":
                 self.curve.setData(ticks.ts, np.log10(ticks.price) if self.log else ticks.price)
+                self._draw_bar_line(series)
             if changed or force:
                 self.overlay.refresh(series, self.mode, self.interval)
         if changed and self.mode == "candles":
@@ -285,8 +314,22 @@ class PricePane(PaneDecorations):
             if plot is not None:
                 plot.vb.updateMatrix()
         self._decorate(series)
+        if not self.following and bars is not None and len(bars):
+            (x0, _), _ = self.plot.vb.viewRange()
+            oldest = float(bars.column("t")[0])
+            if x0 < oldest:
+                self.want_history(oldest)  # panned past the oldest bar: the page before it
         self.refreshes += 1
         return newest
+
+    def _draw_bar_line(self, series: SymbolSeries) -> None:
+        bars = series.candles.get(LINE_BARS)
+        if bars is None or not len(series.ticks):
+            return
+        ends = bars.column("t") + LINE_BARS
+        n = int(np.searchsorted(ends, float(series.ticks.ts[0]), side="right"))
+        closes = bars.column("close")[:n]
+        self.bar_line.setData(ends[:n], np.log10(closes) if self.log else closes)
 
     def _curves(self) -> list[LiveCurve]:
         return [self.curve, *self.comparison.curves.values()]
