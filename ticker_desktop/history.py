@@ -183,8 +183,7 @@ class BarHistory:
         """
         key = (page.symbol, page.interval)
         held = self._held.setdefault(key, _Held())
-        series = self.store.get(page.symbol)
-        current = None if series is None else series.candles.get(float(page.interval))
+        current = self.store.candles(page.symbol, float(page.interval))
         if current is None:
             self._count()
             return None

@@ -203,9 +203,9 @@ class PricePane(PaneDecorations):
             self.span = 120.0
         self._version = -1
         self._y = None
-        series = self._series()
-        self.candles.set_series(series.candles.get(interval) if series else None)
-        self.volume.set_series(series.candles.get(interval) if series else None)
+        candles = self.store.candles(self.symbol, interval) if self.symbol else None
+        self.candles.set_series(candles)
+        self.volume.set_series(candles)
         self.bar_line.setVisible(mode == "line")
         self.want_history()
         self.refresh()
@@ -276,12 +276,13 @@ class PricePane(PaneDecorations):
         ticks = series.ticks
         if not len(ticks):
             return None
-        candles = series.candles[self.interval]
+        candles = self.store.candles(series.symbol, self.interval)
+        assert candles is not None, "the pane's width is one the store offers"
         if self.candles.series is not candles:
             self.candles.set_series(candles)
             self.volume.set_series(candles)
         newest = float(ticks.last_ts)
-        bars = series.candles.get(self.bar_interval())
+        bars = self.store.candles(series.symbol, self.bar_interval())
         first = float(ticks.ts[0])
         if bars is not None and len(bars):
             first = min(first, float(bars.column("t")[0]))
@@ -323,7 +324,7 @@ class PricePane(PaneDecorations):
         return newest
 
     def _draw_bar_line(self, series: SymbolSeries) -> None:
-        bars = series.candles.get(LINE_BARS)
+        bars = self.store.candles(series.symbol, LINE_BARS)
         if bars is None or not len(series.ticks):
             return
         ends = bars.column("t") + LINE_BARS
