@@ -78,6 +78,7 @@ class BarHistory:
         page: bars per request.
         timeout: seconds a request may take.
         wall: the wall clock, to know when a forming bar has closed.
+        recheck_after: seconds after a bar's end to ask for it again.
     """
 
     def __init__(
@@ -87,10 +88,12 @@ class BarHistory:
         page: int = PAGE,
         timeout: float = 10.0,
         wall: Callable[[], float] = time.time,
+        recheck_after: float = RECHECK_AFTER,
     ) -> None:
         self.store = store
         self.timeout = timeout
         self.wall = wall
+        self.recheck_after = recheck_after
         self.fetch = fetch
         self.page = page
         self.loads = 0
@@ -126,7 +129,6 @@ class BarHistory:
             held.oldest_asked = before
         task = asyncio.get_running_loop().create_task(self._load(key, before))
         self._tasks[key] = task
-        task.add_done_callback(lambda _: self._tasks.pop(key, None))
         return True
 
     def forget(self, symbol: str) -> None:
@@ -157,6 +159,13 @@ class BarHistory:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _load(self, key: tuple[str, int], before: float | None) -> None:
+        try:
+            await self._fetch_and_merge(key, before)
+        finally:  # before anyone woken by the merge runs, so they may ask again at once
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+
+    async def _fetch_and_merge(self, key: tuple[str, int], before: float | None) -> None:
         symbol, interval = key
         try:
             bound = None if before is None else int(before)
@@ -218,7 +227,7 @@ class BarHistory:
         old = self._rechecks.pop(key, None)
         if old is not None:
             old.cancel()
-        delay = max(0.0, closes - self.wall()) + RECHECK_AFTER
+        delay = max(0.0, closes - self.wall()) + self.recheck_after
         self._rechecks[key] = loop.call_later(delay, self.want, *key)
 
     def _count(self) -> None:
