@@ -3,12 +3,16 @@ paging stops at the cap or when the server has nothing older (the fetch is a rec
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from ticker_desktop.bars import BarArrays
 from ticker_desktop.history import BarHistory
 from ticker_desktop.store import MarketStore
 from ticker_server.protocol import Tick
+
+from .conftest import TIMEOUT
 
 T0 = 1_764_000_000.0 // 60 * 60
 
@@ -48,13 +52,19 @@ def live_store(ticks_from: float, count: int) -> MarketStore:
     return store
 
 
+async def loaded(history: BarHistory, count: int) -> None:
+    """Wait until ``count`` pages have been merged (bounded by the tests' timeout)."""
+    async with asyncio.timeout(TIMEOUT):
+        await history.wait_loaded(count)
+
+
 async def test_newest_page_fills_in_front_of_the_live_candles_without_a_seam() -> None:
     """History before the first live candle comes in front; the live candles stay, one per start."""
     store = live_store(T0 + 60, 90)  # live candles at T0+60 and T0+120
     server = Server(server_bars(100))
     history = BarHistory(store, server.fetch)
     assert history.want("AAPL", 60.0)
-    await history.wait_loaded(1)
+    await loaded(history, 1)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None
     t = candles.column("t")
@@ -69,11 +79,11 @@ async def test_the_forming_bar_is_left_out_then_asked_again_once_closed() -> Non
     server = Server(server_bars(30, partial_last=True))
     history = BarHistory(store, server.fetch, wall=lambda: T0 + 60, recheck_after=0.0)
     history.want("AAPL", 60.0)
-    await history.wait_loaded(1)
+    await loaded(history, 1)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None and candles.column("count")[-1] == 5, "live kept, page's left out"
     server.bars = server_bars(30)  # the bar closed with its 10 ticks
-    await history.wait_loaded(2)
+    await loaded(history, 2)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None and candles.column("count")[-1] == 10, "the whole bar, asked again"
     assert len(server.asked) == 2
@@ -85,13 +95,13 @@ async def test_paging_back_stops_when_nothing_older_exists() -> None:
     server = Server(server_bars(120))
     history = BarHistory(store, server.fetch, page=50)
     history.want("AAPL", 60.0)
-    await history.wait_loaded(1)
+    await loaded(history, 1)
     for loads in (2, 3):
         candles = store.candles("AAPL", 60.0)
         assert candles is not None
         assert history.want("AAPL", 60.0, before=float(candles.column("t")[0]))
         assert not history.want("AAPL", 60.0, before=float(candles.column("t")[0])), "one at a time"
-        await history.wait_loaded(loads)
+        await loaded(history, loads)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None and len(candles) == 121
     assert np.all(np.diff(candles.column("t")) == 60)
@@ -105,11 +115,11 @@ async def test_paging_back_stops_at_the_memory_cap() -> None:
     server = Server(server_bars(1000))
     history = BarHistory(store, server.fetch, page=150)
     history.want("AAPL", 60.0)
-    await history.wait_loaded(1)
+    await loaded(history, 1)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None
     history.want("AAPL", 60.0, before=float(candles.column("t")[0]))
-    await history.wait_loaded(2)
+    await loaded(history, 2)
     candles = store.candles("AAPL", 60.0)
     assert candles is not None and len(candles) == 200
     assert candles.column("t")[-1] == T0 + 60, "the newest kept"

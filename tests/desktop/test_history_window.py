@@ -14,9 +14,10 @@ from PySide6.QtWidgets import QApplication
 
 from ticker_desktop.bars import BarArrays
 from ticker_desktop.client import ConnectionState, StateChanged
+from ticker_desktop.history import BarHistory
 from ticker_desktop.main_window import MainWindow
 
-from .conftest import until
+from .conftest import TIMEOUT, until
 from .test_window import Desk
 
 pytestmark = pytest.mark.qt_loop
@@ -60,6 +61,12 @@ def assert_closed_bars_equal(mine: dict[str, np.ndarray], theirs: BarArrays, bef
     for name in ("open", "high", "low", "close", "volume"):
         assert np.array_equal(mine[name][index], getattr(closed, name)), name
     return len(closed)
+
+
+async def loaded(history: BarHistory, count: int) -> None:
+    """Wait until ``count`` pages have been merged (bounded by the tests' timeout)."""
+    async with asyncio.timeout(TIMEOUT):
+        await history.wait_loaded(count)
 
 
 async def test_first_chart_opens_with_the_backfilled_hours(desk: Desk) -> None:
@@ -109,7 +116,7 @@ async def test_panning_left_loads_the_previous_page(desk: Desk) -> None:
         pane = window.chart.pane
         pane.plot.vb.setXRange(oldest - 30 * 60, oldest + 30 * 60, padding=0)
         pane._user_moved()
-        await window.bridge.history.wait_loaded(loads + 1)
+        await loaded(window.bridge.history, loads + 1)
         mine = held(window, "AAPL", 60.0)
         assert mine["t"][0] == oldest - 50 * 60, "one more page of 50 minutes in front"
         assert np.all(np.diff(mine["t"]) == 60), "no hole or duplicate at the seam"
@@ -184,7 +191,7 @@ async def test_reconnect_fills_the_outage_with_bars(desk: Desk) -> None:
             show_candles(window, 1.0)
             log = desk.logs[window]
             await log.wait_for(StateChanged, lambda e: e.state is ConnectionState.LIVE)
-            await window.bridge.history.wait_loaded(1)
+            await loaded(window.bridge.history, 1)
             await relay.cut()
             start = len(log.events)
             await log.wait_for(StateChanged, lambda e: e.state is ConnectionState.RECONNECTING)
@@ -194,7 +201,7 @@ async def test_reconnect_fills_the_outage_with_bars(desk: Desk) -> None:
             restored = time.time()
             relay.restore()
             await log.wait_for(StateChanged, lambda e: e.state is ConnectionState.LIVE, start=start)
-            await window.bridge.history.wait_loaded(loads + 1)
+            await loaded(window.bridge.history, loads + 1)
             mine = held(window, "AAPL", 1.0)
             outage = (mine["t"] > cut_at) & (mine["t"] < cut_at + 2.0)
             assert np.count_nonzero(outage) >= 2, "the outage's seconds have candles"
