@@ -93,6 +93,8 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
         window.interval_box.setCurrentIndex(window.interval_box.findData(300.0))
         figures["switch_call_s"] = time.perf_counter() - t0
         figures["pre_switch_stall_s"] = watch.longest
+        figures["stall_s"] = max(figures["stall_s"], watch.longest)
+        watch.reset()
         figures["switch_s"] = await drawn(window, lambda: span(window, 300.0) >= 6 * 3600)
         figures["switch_stall_s"] = watch.longest
         window.interval_box.setCurrentIndex(window.interval_box.findData(1.0))
