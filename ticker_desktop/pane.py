@@ -24,7 +24,7 @@ from .curves import LiveCurve
 from .history import BarHistory
 from .indicators import IndicatorSpec
 from .overlays import AlertLines, Comparison, IndicatorOverlay
-from .pane_decor import PaneDecorations
+from .pane_decor import LINE_BARS, PaneDecorations
 from .store import MarketStore, SymbolSeries
 from .theme import GRID, LINE, MUTED, TEXT
 
@@ -37,8 +37,6 @@ COMPACT_AXIS_WIDTH = 46
 """The grid charts' price axis: room for a label like 1,234.5."""
 CANDLES_SHOWN = 400
 """Candles in view while following the live edge: a whole session of 1-minute history."""
-LINE_BARS = 60.0
-"""The bar width whose closes the line chart draws where it has no ticks."""
 
 
 class PricePane(PaneDecorations):

@@ -21,8 +21,10 @@ from .overlays import AlertLines, Comparison, IndicatorOverlay
 from .store import MAX_GAPS, MarketStore, SymbolSeries
 from .theme import ACCENT, DOWN, GAP, MUTED, TEXT, UP
 
-__all__ = ["HEADER_PERIOD", "PaneDecorations"]
+__all__ = ["HEADER_PERIOD", "LINE_BARS", "PaneDecorations"]
 
+LINE_BARS = 60.0
+"""The bar width whose closes a line chart draws where it has no ticks."""
 HEADER_PERIOD = 0.1
 """Seconds between updates of a pane's header text (the curve itself updates every frame)."""
 
@@ -80,6 +82,12 @@ class PaneDecorations:
             i0, i1 = np.searchsorted(ts, [x0, x1])
             # Include the point just outside each edge: the line runs to it.
             window = series.ticks.price[max(0, i0 - 1) : i1 + 1]
+            bars = series.candles.get(LINE_BARS)
+            if bars is not None and len(bars) and len(ts) and x0 < ts[0]:
+                # The dotted bar closes before the first tick are in view too.
+                ends = bars.column("t") + LINE_BARS
+                j0, j1 = np.searchsorted(ends, [x0, min(x1, float(ts[0]))])
+                window = np.concatenate((bars.column("close")[max(0, j0 - 1) : j1 + 1], window))
             if not len(window):
                 return
             lo, hi = float(window.min()), float(window.max())

@@ -16,6 +16,7 @@ from ticker_desktop.bars import BarArrays
 from ticker_desktop.client import ConnectionState, StateChanged
 from ticker_desktop.history import BarHistory
 from ticker_desktop.main_window import MainWindow
+from ticker_desktop.pane import PricePane
 
 from .conftest import TIMEOUT, until
 from .test_window import Desk
@@ -228,3 +229,31 @@ async def test_bars_csv(desk: Desk, tmp_path: Path) -> None:
         assert [float(r["t"]) for r in table] == mine["t"][:rows].tolist()
         assert [float(r["close"]) for r in table] == mine["close"][:rows].tolist()
         assert table[0]["symbol"] == "AAPL" and table[0]["interval"] == "60"
+
+
+def drawn_closes(pane: PricePane) -> int:
+    x = pane.bar_line.xData  # all of it (getData gives what is clipped to the view)
+    return 0 if x is None else len(x)
+
+
+async def test_line_chart_draws_bar_closes_where_it_has_no_ticks(desk: Desk) -> None:
+    """In line mode the 1-minute closes before the first tick are drawn, at each bar's end."""
+    async with desk:
+        server = await desk.server(backfill=1 * HOUR)
+        window = desk.window(server.url, ["AAPL"])
+        window.mode_box.setCurrentIndex(window.mode_box.findData("line"))
+        await until(lambda: len(held(window, "AAPL", 60.0)["t"]) >= 60, "1 h of 1-min bars")
+        pane = window.chart.pane
+        await until(lambda: drawn_closes(pane) >= 59, "the closes drawn")
+        x, y = pane.bar_line.xData, pane.bar_line.yData
+        assert x is not None and y is not None
+        series = window.store.get("AAPL")
+        assert series is not None
+        assert x[-1] <= series.ticks.ts[0], "only where there are no ticks"
+        bars = held(window, "AAPL", 60.0)
+        index = np.searchsorted(bars["t"] + 60, x)
+        assert np.array_equal(bars["close"][index], y)
+        pane.plot.vb.setXRange(x[0], x[-1], padding=0)
+        pane._user_moved()
+        (_, _), (y0, y1) = pane.plot.vb.viewRange()
+        assert y0 <= y.min() and y.max() <= y1, "the price axis fits the closes in view"
