@@ -150,6 +150,8 @@ class ClientBridge(QObject):
         self.state_changed.emit(event)
 
     def _on_watched(self, change: WatchChange) -> None:
+        for symbol in change.removed:
+            self.history.forget(symbol)
         self.watched_changed.emit(list(change.symbols))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
