@@ -29,6 +29,7 @@ from .client import (
     TickerClient,
     TicksReceived,
 )
+from .history import BarHistory
 from .store import MarketStore
 from .watched import WatchChange
 
@@ -71,6 +72,8 @@ class ClientBridge(QObject):
             raise ValueError("the store and the client must share one WatchedSymbols")
         self.client = client
         self.store = store
+        self.history = BarHistory(store, client.bars)
+        """Loads the charts' bars (on open, paging back, and after each reconnect)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._live_once = False
         client.add_listener(self._on_event)
@@ -112,6 +115,7 @@ class ClientBridge(QObject):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.history.close()
         await self.client.close()
 
     # -- events from the client --------------------------------------------------------
@@ -140,11 +144,14 @@ class ClientBridge(QObject):
             if self._live_once:
                 self.store.connection_restored(time.time())
             self._live_once = True
+            self.history.refill()
         elif event.state in (ConnectionState.RECONNECTING, ConnectionState.ERROR):
             self.store.connection_lost(time.time())
         self.state_changed.emit(event)
 
     def _on_watched(self, change: WatchChange) -> None:
+        for symbol in change.removed:
+            self.history.forget(symbol)
         self.watched_changed.emit(list(change.symbols))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtGui import QMouseEvent, QPaintEvent
 
 from .buffers import CANDLE_INTERVALS
 from .chart_items import PriceAxis
+from .history import BarHistory
 from .indicators import IndicatorSpec
 from .pane import ChartMode, PricePane
 from .store import MarketStore
@@ -161,6 +162,8 @@ class ChartGrid(ChartCanvas):
         self.panes: dict[str, PricePane] = {}
         self.mode: ChartMode = "line"
         self.interval = CANDLE_INTERVALS[0]
+        self.history: BarHistory | None = None
+        """Handed to each pane made, to load its bars."""
         self.indicators: list[IndicatorSpec] = []
         self.signals = _GridSignals()
 
@@ -177,6 +180,7 @@ class ChartGrid(ChartCanvas):
             if existing is None:
                 plot = pg.PlotItem(axisItems={"right": PriceAxis()})
                 existing = PricePane(plot, self.store, compact=True)
+                existing.history = self.history
                 existing.set_mode(self.mode, self.interval)
                 existing.set_indicators(self.indicators)
                 existing.set_symbol(symbol)

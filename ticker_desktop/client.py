@@ -16,8 +16,9 @@ import logging
 import random
 from collections.abc import Iterable
 
-from ticker_server.protocol import Hello, SymbolInfo, Symbols
+from ticker_server.protocol import Bars, Hello, SymbolInfo, Symbols
 
+from .bars import BarArrays
 from .connection import Connection
 from .edge import EdgeLimits, Gate, SequenceGuard
 from .events import (
@@ -42,6 +43,7 @@ from .watched import WatchedSymbols
 
 __all__ = [
     "Backoff",
+    "BarArrays",
     "ClientEvent",
     "ClientOptions",
     "ConnectionState",
@@ -202,3 +204,20 @@ class TickerClient:
         reply = await self.connection.request(self.session.list_symbols())
         assert isinstance(reply, Symbols)
         return reply.symbols
+
+    async def bars(
+        self, symbol: str, interval: int, limit: int = 1000, before: int | None = None
+    ) -> BarArrays:
+        """The server's newest ``limit`` bars of ``symbol`` starting before ``before`` (None: now).
+
+        Every bar is checked at the edge (bad ones are dropped and reported as
+        rejections); the frames of the answer come back as one :class:`BarArrays`.
+
+        Raises:
+            ConnectionError: not connected, or the connection dropped meanwhile.
+            RequestFailed: the server answered with an error.
+        """
+        rid = self.session.bars(symbol, interval, limit, before)
+        reply = await self.connection.request(rid)
+        assert isinstance(reply, Bars)
+        return BarArrays.from_bars(reply.symbol, reply.interval, reply.bars)

@@ -20,25 +20,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
-    QActionGroup,
     QCloseEvent,
-    QKeySequence,
     QStandardItem,
     QStandardItemModel,
 )
 from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
-    QFileDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
     QSplitter,
     QStackedWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -46,15 +42,22 @@ from PySide6.QtWidgets import (
 from ticker_server.protocol import Error, Hello, SymbolInfo
 
 from .bridge import ClientBridge
-from .buffers import CANDLE_INTERVALS, exact_intervals, suited_rate
+from .buffers import exact_intervals, suited_rate
 from .charts import ChartGrid, ChartMode, FrameStats, SymbolChart
 from .client import ClientOptions, ConnectionState, ServerError, StateChanged
 from .desk import DeskFeatures
-from .export import export_ticks_csv
 from .status import ConnectionStatus
 from .store import MarketStore
-from .theme import UP
 from .watchlist import WatchlistModel, WatchlistView
+from .window_menus import (
+    build_menus,
+    export_bars_csv_of,
+    export_csv,
+    offer_intervals,
+    restore_settings,
+    save_chart_png,
+    save_settings,
+)
 
 __all__ = ["DEFAULT_SYMBOLS", "DEFAULT_URL", "MainWindow", "dashboard_options"]
 
@@ -66,7 +69,6 @@ FRAME_MS = 16
 """Frame timer period: at most about 60 repaints a second."""
 SLOW_EVERY = 6
 """Watchlist and status bar refresh on every n-th frame (about 10 Hz)."""
-INTERVAL_NAMES = {1.0: "1 s", 5.0: "5 s", 60.0: "1 min"}
 SYMBOL_ROLE = Qt.ItemDataRole.UserRole + 1
 """Completer role holding the bare symbol (QStandardItem shares Display and Edit roles)."""
 
@@ -91,6 +93,14 @@ class MainWindow(QMainWindow):
     """
 
     closed = Signal()
+    save_png_action: QAction
+    export_action: QAction
+    export_bars_action: QAction
+    single_action: QAction
+    grid_action: QAction
+    live_action: QAction
+    reconnect_action: QAction
+    live_button: QAction
 
     def __init__(
         self, bridge: ClientBridge, settings: QSettings, remember_url: bool = True
@@ -112,9 +122,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ticker — {self.client.shown_url}")
         self.resize(1440, 880)
         self._build_widgets()
-        self._build_menus()
+        build_menus(self)
         self._connect()
-        self._restore()
+        restore_settings(self)
         self._on_watched(self.bridge.watched)
         # Issue 14's desk (indicators, alerts, tape, comparison, workspaces): one object.
         self.desk = DeskFeatures(self)
@@ -140,8 +150,8 @@ class MainWindow(QMainWindow):
         self.mode_box.addItem("Line", "line")
         self.mode_box.addItem("Candles", "candles")
         self.interval_box = QComboBox()
-        self._offered: tuple[float, ...] = ()
-        self._offer_intervals(CANDLE_INTERVALS)
+        self.offered: tuple[float, ...] = ()
+        offer_intervals(self, self.store.intervals)
         self.error_banner = QLabel()
         self.error_banner.setObjectName("errorBanner")
         self.error_banner.setStyleSheet(
@@ -154,6 +164,7 @@ class MainWindow(QMainWindow):
         self.watchlist = WatchlistView(self.model)
         self.chart = SymbolChart(self.store, self.stats)
         self.grid = ChartGrid(self.store, self.stats)
+        self.chart.pane.history = self.grid.history = self.bridge.history
         self.charts = QStackedWidget()
         self.charts.addWidget(self.chart)
         self.charts.addWidget(self.grid)
@@ -173,53 +184,6 @@ class MainWindow(QMainWindow):
         self.status = ConnectionStatus()
         self.setStatusBar(self.status)
 
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self.save_png_action = file_menu.addAction("Save chart as &PNG…", self._ask_save_png)
-        self.save_png_action.setShortcut(QKeySequence.StandardKey.Save)
-        self.export_action = file_menu.addAction("&Export ticks as CSV…", self._ask_export_csv)
-        self.export_action.setShortcut(QKeySequence("Ctrl+E"))
-        file_menu.addSeparator()
-        quit_action = file_menu.addAction("&Quit", self.close)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-
-        view = self.menuBar().addMenu("&View")
-        group = QActionGroup(self)
-        self.single_action = QAction("&Selected symbol", self, checkable=True, checked=True)
-        self.grid_action = QAction("&Grid of all symbols", self, checkable=True)
-        self.grid_action.setShortcut(QKeySequence("Ctrl+G"))
-        for action in (self.single_action, self.grid_action):
-            group.addAction(action)
-            view.addAction(action)
-            action.toggled.connect(self._view_toggled)
-        view.addSeparator()
-        self.live_action = view.addAction("Return to &live", self.go_live)
-        self.live_action.setShortcuts([QKeySequence(Qt.Key.Key_End), QKeySequence("Ctrl+L")])
-        self.reconnect_action = view.addAction("&Reconnect now", self.bridge.reconnect)
-        self.reconnect_action.setShortcut(QKeySequence("Ctrl+R"))
-
-        bar = QToolBar("Main")
-        bar.setMovable(False)
-        bar.setObjectName("main_toolbar")
-        self.addToolBar(bar)
-        bar.addWidget(self.symbol_box)
-        bar.addAction("Add", self._add_from_box)
-        bar.addSeparator()
-        bar.addAction(self.single_action)
-        bar.addAction(self.grid_action)
-        bar.addSeparator()
-        bar.addWidget(self.mode_box)
-        bar.addWidget(self.interval_box)
-        bar.addSeparator()
-        self.live_button = bar.addAction("● Live", self.go_live)
-        self.live_button.setToolTip("Follow the live edge again (End)")
-        button = bar.widgetForAction(self.live_button)
-        if button is not None:
-            # Disabled means "already following": show it green rather than greyed out.
-            button.setStyleSheet(f"QToolButton:disabled {{ color: {UP.name()}; }}")
-        self.single_action.setText("Chart")
-        self.grid_action.setText("Grid")
-
     def _connect(self) -> None:
         self.symbol_box.returnPressed.connect(self._add_from_box)
         self.completer.activated.connect(lambda _text: QTimer.singleShot(0, self._add_from_box))
@@ -235,38 +199,8 @@ class MainWindow(QMainWindow):
         self.bridge.server_error.connect(self._on_server_error)
         self.bridge.input_rejected.connect(self.status.show_rejected)
 
-    # -- settings ----------------------------------------------------------------------
-
-    def _restore(self) -> None:
-        s = self.settings
-        geometry = s.value("window/geometry")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
-        splitter = s.value("window/splitter")
-        if isinstance(splitter, QByteArray):
-            self.splitter.restoreState(splitter)
-        mode = s.value("chart/mode", "line")
-        self.mode_box.setCurrentIndex(max(0, self.mode_box.findData(mode)))
-        try:
-            interval = float(str(s.value("chart/interval", CANDLE_INTERVALS[0])))
-        except ValueError:
-            interval = CANDLE_INTERVALS[0]
-        self.interval_box.setCurrentIndex(max(0, self.interval_box.findData(interval)))
-        if s.value("chart/view", "single") == "grid":
-            self.grid_action.setChecked(True)
-        self._mode_changed()
-
     def save_settings(self) -> None:
-        s = self.settings
-        if self.remember_url:
-            s.setValue("connection/url", self.url)
-        s.setValue("watchlist/symbols", ",".join(self.bridge.watched))
-        s.setValue("chart/mode", self.mode_box.currentData())
-        s.setValue("chart/interval", self.interval_box.currentData())
-        s.setValue("chart/view", "grid" if self.grid_action.isChecked() else "single")
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/splitter", self.splitter.saveState())
-        s.sync()
+        save_settings(self)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -333,25 +267,6 @@ class MainWindow(QMainWindow):
         self.chart.pane.set_mode(mode, interval)
         self.grid.set_mode(mode, interval)
 
-    def _offer_intervals(self, intervals: tuple[float, ...]) -> None:
-        """Offer only ``intervals`` (the exact ones); keep the current one if it is offered."""
-        if intervals == self._offered:
-            return
-        self._offered = intervals
-        box = self.interval_box
-        current = box.currentData()
-        with QSignalBlocker(box):
-            box.clear()
-            for interval in intervals:
-                box.addItem(INTERVAL_NAMES.get(interval, f"{interval:g} s"), interval)
-            box.setCurrentIndex(max(0, box.findData(current)))
-        box.setToolTip(
-            "Candle widths that are whole multiples of the server's update window, so every"
-            " candle is exact"
-        )
-        if current is not None and box.currentData() != current:
-            self._mode_changed()
-
     def _view_toggled(self, *_: Any) -> None:
         self.charts.setCurrentWidget(self.grid if self.grid_action.isChecked() else self.chart)
         self._refresh_charts(force=True)
@@ -359,40 +274,17 @@ class MainWindow(QMainWindow):
     def current_chart(self) -> SymbolChart | ChartGrid:
         return self.grid if self.grid_action.isChecked() else self.chart
 
-    # -- files ---------------------------------------------------------------------------
-
     def save_chart_png(self, path: str | Path) -> bool:
         """Save what the chart area shows as a PNG."""
-        return bool(self.current_chart().grab().save(str(path), "PNG"))
+        return save_chart_png(self, path)
 
     def export_csv(self, symbol: str, path: str | Path) -> int:
         """Write every held tick of ``symbol`` as CSV; returns the number of rows."""
-        series = self.store.get(symbol)
-        if series is None:
-            raise KeyError(symbol)
-        return export_ticks_csv(series, path)
+        return export_csv(self, symbol, path)
 
-    def _ask_save_png(self) -> None:
-        name = f"{self.current or 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}.png"
-        path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", name, "PNG images (*.png)")
-        if path and not self.save_chart_png(path):
-            self.show_error(f"Could not save {path}")
-
-    def _ask_export_csv(self) -> None:
-        if self.current is None:
-            self.show_error("Select a symbol to export its ticks.")
-            return
-        name = f"{self.current}-ticks-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export ticks as CSV", name, "CSV files (*.csv)"
-        )
-        if path:
-            try:
-                rows = self.export_csv(self.current, path)
-            except OSError as exc:
-                self.show_error(f"Could not export: {exc}")
-            else:
-                self.statusBar().showMessage(f"Exported {rows:,} ticks to {path}", 5000)
+    def export_bars_csv(self, symbol: str, interval: float, path: str | Path) -> int:
+        """Write every held candle of ``symbol`` at ``interval`` as CSV; returns the rows."""
+        return export_bars_csv_of(self, symbol, interval, path)
 
     def show_error(self, text: str) -> None:
         """Show an error above the charts for a few seconds."""
@@ -461,7 +353,7 @@ class MainWindow(QMainWindow):
         self.desk.on_frame()
         self._frame += 1
         if self._frame % SLOW_EVERY == 0:
-            self._offer_intervals(exact_intervals(self.client.granted_rate))
+            offer_intervals(self, exact_intervals(self.client.granted_rate, self.store.intervals))
             self.model.refresh()
             self.status.tick()
             self._show_following()

@@ -10,35 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections import deque
 from typing import Any, Literal
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QFont
 
 from .buffers import CANDLE_INTERVALS
 from .chart_items import CandlesItem, Crosshair, LastPrice, PriceAxis, VolumeItem
 from .curves import LiveCurve
+from .history import BarHistory
 from .indicators import IndicatorSpec
 from .overlays import AlertLines, Comparison, IndicatorOverlay
-from .store import MAX_GAPS, MarketStore, SymbolSeries
-from .theme import ACCENT, DOWN, GAP, GRID, LINE, MUTED, TEXT, UP
+from .pane_decor import LINE_BARS, PaneDecorations
+from .store import MarketStore, SymbolSeries
+from .theme import GRID, LINE, MUTED, TEXT
 
 __all__ = ["AXIS_WIDTH", "COMPACT_AXIS_WIDTH", "ChartMode", "LiveCurve", "PricePane"]
 
 ChartMode = Literal["line", "candles"]
-HEADER_PERIOD = 0.1
-"""Seconds between updates of a pane's header text (the curve itself updates every frame)."""
 AXIS_WIDTH = 64
 """Fixed price-axis width in pixels, so changing tick labels never re-lay the chart out."""
 COMPACT_AXIS_WIDTH = 46
 """The grid charts' price axis: room for a label like 1,234.5."""
+CANDLES_SHOWN = 400
+"""Candles in view while following the live edge: a whole session of 1-minute history."""
 
 
-class PricePane:
+class PricePane(PaneDecorations):
     """One symbol's price plot (line or candles) and, when given, its volume plot.
 
     Args:
@@ -68,6 +69,8 @@ class PricePane:
         self.span = 120.0
         """Seconds shown while following the live edge."""
         self.refreshes = 0
+        self.history: BarHistory | None = None
+        """Loads bars into the store for this pane's symbol and width (set by the canvas)."""
         self.connected = True
         self._version = -1
         self._gap_end = -math.inf
@@ -84,6 +87,9 @@ class PricePane:
         self.curve = LiveCurve(pen=pg.mkPen(LINE, width=1.5 if not compact else 1))
         self.curve.setSkipFiniteCheck(True)
         plot.addItem(self.curve)
+        self.bar_line = pg.PlotDataItem(pen=pg.mkPen(LINE, width=1, style=Qt.PenStyle.DotLine))
+        """Bar closes before the first tick held, so a line chart has history too."""
+        plot.addItem(self.bar_line)
         # After addItem: PlotItem.addItem imposes the plot's own (off) settings on the curve.
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
@@ -175,11 +181,13 @@ class PricePane:
         self.gap_items.clear()
         self._gap_end = -math.inf
         self.curve.setData([], [])
+        self.bar_line.setData([], [])
         self.candles.set_series(None)
         self.volume.set_series(None)
         self.last_price.hide()
         self.overlay.reset()
         self._set_header(symbol or "", TEXT)
+        self.want_history()
         self.refresh()
 
     def set_mode(self, mode: ChartMode, interval: float) -> None:
@@ -188,15 +196,26 @@ class PricePane:
         self.curve.setVisible(mode == "line" or self.comparison.active)
         self.candles.setVisible(mode == "candles" and not self.comparison.active)
         if mode == "candles":
-            self.span = max(60.0 * interval, 120.0)
+            self.span = max(CANDLES_SHOWN * interval, 120.0)
         else:
             self.span = 120.0
         self._version = -1
         self._y = None
-        series = self._series()
-        self.candles.set_series(series.candles.get(interval) if series else None)
-        self.volume.set_series(series.candles.get(interval) if series else None)
+        candles = self.store.candles(self.symbol, interval) if self.symbol else None
+        self.candles.set_series(candles)
+        self.volume.set_series(candles)
+        self.bar_line.setVisible(mode == "line")
+        self.want_history()
         self.refresh()
+
+    def bar_interval(self) -> float:
+        """The width of the bars this pane draws: its candles', or the line's history."""
+        return self.interval if self.mode == "candles" else LINE_BARS
+
+    def want_history(self, before: float | None = None) -> None:
+        """Ask for the newest bars (or the page before ``before``) in the background."""
+        if self.history is not None and self.symbol is not None:
+            self.history.want(self.symbol, self.bar_interval(), before)
 
     def set_connected(self, connected: bool) -> None:
         """Grey the chart while disconnected."""
@@ -255,11 +274,16 @@ class PricePane:
         ticks = series.ticks
         if not len(ticks):
             return None
-        candles = series.candles[self.interval]
+        candles = self.store.candles(series.symbol, self.interval)
+        assert candles is not None, "the pane's width is one the store offers"
         if self.candles.series is not candles:
             self.candles.set_series(candles)
             self.volume.set_series(candles)
         newest = float(ticks.last_ts)
+        bars = self.store.candles(series.symbol, self.bar_interval())
+        first = float(ticks.ts[0])
+        if bars is not None and len(bars):
+            first = min(first, float(bars.column("t")[0]))
         # Range first, then data: each curve clips and downsamples once, for the new range.
         with contextlib.ExitStack() as stack:
             for curve in self._curves():
@@ -267,7 +291,7 @@ class PricePane:
             if self.following:
                 # A young series fills the width; the view widens until the full span is reached.
                 least = 10.0 * self.interval if self.mode == "candles" else 10.0
-                span = min(self.span, max(newest - float(ticks.ts[0]), least) * 1.1)
+                span = min(self.span, max(newest - first, least) * 1.1)
                 right = newest + span * 0.04
                 self.plot.vb.setXRange(right - span, right, padding=0.0)
             if self.comparison.active:
@@ -275,6 +299,7 @@ class PricePane:
                 self.curve.setData(ticks.ts, Comparison.percent(ticks.ts, ticks.price, x0))
             elif changed and self.mode == "line":
                 self.curve.setData(ticks.ts, np.log10(ticks.price) if self.log else ticks.price)
+                self._draw_bar_line(series)
             if changed or force:
                 self.overlay.refresh(series, self.mode, self.interval)
         if changed and self.mode == "candles":
@@ -288,8 +313,22 @@ class PricePane:
             if plot is not None:
                 plot.vb.updateMatrix()
         self._decorate(series)
+        if not self.following and bars is not None and len(bars):
+            (x0, _), _ = self.plot.vb.viewRange()
+            oldest = float(bars.column("t")[0])
+            if x0 < oldest:
+                self.want_history(oldest)  # panned past the oldest bar: the page before it
         self.refreshes += 1
         return newest
+
+    def _draw_bar_line(self, series: SymbolSeries) -> None:
+        bars = self.store.candles(series.symbol, LINE_BARS)
+        if bars is None or not len(series.ticks):
+            return
+        ends = bars.column("t") + LINE_BARS
+        n = int(np.searchsorted(ends, float(series.ticks.ts[0]), side="right"))
+        closes = bars.column("close")[:n]
+        self.bar_line.setData(ends[:n], np.log10(closes) if self.log else closes)
 
     def _curves(self) -> list[LiveCurve]:
         return [self.curve, *self.comparison.curves.values()]
@@ -328,153 +367,3 @@ class PricePane:
         self._y = None
         self._version = -1
         self.refresh(force=True)
-
-    def _fit_y(self, series: SymbolSeries) -> None:
-        (x0, x1), _ = self.plot.vb.viewRange()
-        if self.lower_plot is not None and self.overlay.has_lower():
-            span = self.overlay.lower_range(x0, x1)
-            if span is not None:
-                self.lower_plot.vb.setYRange(*span, padding=0.0)
-        if self.comparison.active:
-            ts = series.ticks.ts
-            i0, i1 = np.searchsorted(ts, [x0, x1])
-            own = Comparison.percent(ts, series.ticks.price, x0)[max(0, i0 - 1) : i1 + 1]
-            others = self.comparison.refresh(self.store, x0, x1)
-            if not len(own):
-                return
-            lo, hi = float(own.min()), float(own.max())
-            if others is not None:
-                lo, hi = min(lo, others[0]), max(hi, others[1])
-            self._set_y(lo, hi)
-            return
-        if self.mode == "line":
-            ts = series.ticks.ts
-            i0, i1 = np.searchsorted(ts, [x0, x1])
-            # Include the point just outside each edge: the line runs to it.
-            window = series.ticks.price[max(0, i0 - 1) : i1 + 1]
-            if not len(window):
-                return
-            lo, hi = float(window.min()), float(window.max())
-            if self.volume_plot is not None:
-                c = series.candles[self.interval]
-                j0, j1 = np.searchsorted(c.column("t"), [x0 - self.interval, x1])
-                self._fit_volume(c.column("volume")[j0:j1])
-        else:
-            c = series.candles[self.interval]
-            t = c.column("t")
-            i0, i1 = np.searchsorted(t, [x0 - self.interval, x1])
-            if i1 <= i0:
-                return
-            lo, hi = float(c.column("low")[i0:i1].min()), float(c.column("high")[i0:i1].max())
-            self._fit_volume(c.column("volume")[i0:i1])
-        self._y_data = (lo, hi)
-        band = self.overlay.band_range(x0, x1)
-        if band is not None:
-            lo, hi = min(lo, band[0]), max(hi, band[1])
-        if self.log:
-            lo, hi = math.log10(lo), math.log10(hi)
-        self._set_y(lo, hi)
-
-    def _set_y(self, lo: float, hi: float) -> None:
-        pad = max((hi - lo) * 0.08, abs(hi) * 1e-4, 1e-6)
-        # Headroom for the header text in the top left corner.
-        top = pad + (hi - lo) * (0.3 if self.compact else 0.08)
-        want = (lo - pad, hi + top)
-        held = self._y
-        # Keep the axis still unless the data leaves it (or reaches under the header),
-        # or fills less than half of it.
-        if (
-            held is None
-            or lo < held[0]
-            or hi + (top - pad) > held[1]
-            or (hi - lo) < 0.5 * (held[1] - held[0])
-        ):
-            self._y = want
-            self.plot.vb.setYRange(*want, padding=0.0)
-
-    def _fit_volume(self, volumes: np.ndarray[Any, Any]) -> None:
-        if self.volume_plot is None or not len(volumes):
-            return
-        top = float(volumes.max()) * 1.15 or 1.0
-        if top > self._vol_top or top < 0.5 * self._vol_top:
-            self._vol_top = top
-            self.volume_plot.vb.setYRange(0.0, top, padding=0.0)
-
-    def _decorate(self, series: SymbolSeries) -> None:
-        last = series.last
-        if last is None:
-            return
-        (x0, x1), _ = self.plot.vb.viewRange()
-        if self.comparison.active:
-            self.last_price.hide()
-        else:
-            y = math.log10(last.price) if self.log else None
-            self.last_price.show(x0, x1, last.price, y)
-        self.alert_lines.show(x0, x1, self.log and not self.comparison.active)
-        for gap in series.gaps:
-            if gap.end > self._gap_end:
-                self._mark_gap(gap.start, gap.end)
-                self._gap_end = gap.end
-        now = time.monotonic()
-        if now - self._header_at < HEADER_PERIOD:
-            return  # re-laying out the header text costs more than drawing the curve
-        self._header_at = now
-        pct = series.change_pct
-        sign = "" if pct is None else f"  {pct:+.2f}%"
-        color = TEXT if pct is None or pct == 0 else (UP if pct > 0 else DOWN)
-        if not self.connected or self.stale:
-            color = MUTED
-        live = "" if self.following or self.compact else "   ⏸ history (End: live)"
-        stale = "  · stale" if self.stale and self.connected else ""
-        text = f"{series.symbol}  {last.price:,.2f}{sign}{stale}{live}"
-        if self.compact and self._y is not None:
-            text += f"\nH {self._y_data[1]:,.2f}  L {self._y_data[0]:,.2f}"
-        self._set_header(text, color)
-
-    def _set_header(self, text: str, color: QColor) -> None:
-        # TextItem.setText re-lays out HTML; skip it when nothing changed.
-        key = (text, color.rgba())
-        if key != self._header_key:
-            self._header_key = key
-            self.header.setText(text, color=color)
-
-    def _mark_gap(self, start: float, end: float) -> None:
-        region = pg.LinearRegionItem(
-            values=(start, max(end, start + 0.05)),
-            movable=False,
-            brush=pg.mkBrush(GAP),
-            pen=pg.mkPen(None),
-        )
-        region.setZValue(-10)
-        marker = pg.InfiniteLine(
-            pos=end,
-            angle=90,
-            movable=False,
-            pen=pg.mkPen(ACCENT, width=1, style=Qt.PenStyle.DashLine),
-            label=None if self.compact else "reconnected",
-            labelOpts={"position": 0.08, "color": ACCENT, "rotateAxis": (1, 0)},
-        )
-        for item in (region, marker):
-            self.plot.addItem(item, ignoreBounds=True)
-            self.gap_items.append(item)
-        while len(self.gap_items) > 2 * MAX_GAPS:
-            self.plot.removeItem(self.gap_items.popleft())
-
-    def _describe(self, x: float) -> str:
-        series = self._series()
-        if series is None or not len(series.ticks):
-            return ""
-        if self.mode == "candles":
-            c = series.candles[self.interval]
-            t = c.column("t")
-            i = int(np.searchsorted(t, x, side="right")) - 1
-            if i < 0:
-                return ""
-            o, h, lo, cl, v = (
-                float(c.column(k)[i]) for k in ("open", "high", "low", "close", "volume")
-            )
-            return f"O {o:,.2f}  H {h:,.2f}  L {lo:,.2f}  C {cl:,.2f}  V {v:,.0f}"
-        ts = series.ticks.ts
-        i = max(0, int(np.searchsorted(ts, x, side="right")) - 1)
-        price, bid, ask = (float(series.ticks.column(k)[i]) for k in ("price", "bid", "ask"))
-        return f"last {price:,.2f}  bid {bid:,.2f}  ask {ask:,.2f}"

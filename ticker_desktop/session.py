@@ -29,6 +29,8 @@ from typing import get_args
 from ticker_server.protocol import (
     PROTOCOL_VERSION,
     SYMBOL_PATTERN,
+    Bars,
+    BarsRequest,
     Error,
     ErrorCode,
     Hello,
@@ -47,6 +49,7 @@ from ticker_server.protocol import (
     encode,
 )
 
+from .bars import BarsAssembly
 from .edge import QUIET, Gate, believable_info, check_hello, decode_frame, shorten
 from .events import (
     ClientEvent,
@@ -66,7 +69,7 @@ __all__ = ["Answer", "ClientMessage", "ClientSession", "ProtocolMismatch"]
 
 log = logging.getLogger("ticker_desktop.session")
 
-ClientMessage = Subscribe | Unsubscribe | ListSymbols | Ping
+ClientMessage = Subscribe | Unsubscribe | ListSymbols | Ping | BarsRequest
 MAX_PINGS = 16
 """Pings awaiting a pong that are remembered; older ones never got one."""
 
@@ -126,6 +129,8 @@ class ClientSession:
         self._server_errors = LogThrottle(options.log_interval, monotonic)
         self._refusing = False
         self._wanted = watched.view()
+        self._wall = wall
+        self._assemblies: dict[RequestId, BarsAssembly] = {}
         watched.add_listener(self._on_watched)
 
     # -- what the connection and the facade read ------------------------------------------
@@ -226,6 +231,7 @@ class ClientSession:
         """The connection ended: nothing sent on it will be answered."""
         self._live = False
         self._requests.clear()
+        self._assemblies.clear()
         self._pings.clear()
         self._outbox.clear()
         self.gate.flush()
@@ -256,6 +262,23 @@ class ClientSession:
             raise ConnectionError(f"not connected to {self.name}")
         rid = self._request("list_symbols", [])
         self._outbox.append(ListSymbols(type="list_symbols", id=rid))
+        return rid
+
+    def bars(self, symbol: str, interval: int, limit: int, before: int | None = None) -> RequestId:
+        """Ask for ``symbol``'s bars; the checked, assembled answer comes as one :class:`Answer`.
+
+        Raises:
+            ConnectionError: not connected.
+        """
+        if not self._live:
+            raise ConnectionError(f"not connected to {self.name}")
+        rid = self._request("bars", [symbol])
+        self._assemblies[rid] = BarsAssembly(symbol, interval)
+        self._outbox.append(
+            BarsRequest(
+                type="bars", symbol=symbol, interval=interval, limit=limit, before=before, id=rid
+            )
+        )
         return rid
 
     def ping(self) -> None:
@@ -315,12 +338,31 @@ class ClientSession:
             if self._requests.pop(message.id, None) is not None:
                 self._answers.append(Answer(message.id, message))
             self._events.append(SymbolsListed(message.symbols))
+        elif isinstance(message, Bars):
+            self._on_bars(message)
         elif isinstance(message, Error):
             self._on_error(message)
+
+    def _on_bars(self, frame: Bars) -> None:
+        """One frame of a bars answer: judged bar by bar; the answer goes out when done."""
+        assembly = self._assemblies.get(frame.id)
+        if assembly is None:
+            self.gate.reject("unasked", f"bars of {shorten(frame.symbol, 20)}, not asked for")
+            return
+        done = assembly.add(frame, self._wall(), self.options.limits)
+        for reason, detail in assembly.rejected:
+            self.gate.reject(reason, detail)
+        assembly.rejected.clear()
+        if done:
+            del self._assemblies[frame.id]
+            self._requests.pop(frame.id, None)
+            whole = Bars(symbol=assembly.symbol, interval=assembly.interval, bars=assembly.bars)
+            self._answers.append(Answer(frame.id, whole.model_copy(update={"id": frame.id})))
 
     def _on_error(self, error: Error) -> None:
         error = error.model_copy(update={"message": shorten(error.message, 200)})
         kind, symbols = self._requests.pop(error.id, (None, []))
+        self._assemblies.pop(error.id, None)
         dropped: list[str] = []
         if kind == "subscribe":
             refused = error.symbols if error.code == "unknown_symbol" and error.symbols else symbols

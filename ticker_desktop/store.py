@@ -21,41 +21,20 @@ import numpy.typing as npt
 from ticker_server.protocol import Tick
 
 from .buffers import CANDLE_INTERVALS, CandleSeries, TickBuffer
+from .throttle import RateMeter
 from .watched import WatchChange, WatchedSymbols, normalise
 
-__all__ = ["Gap", "MarketStore", "RateMeter", "SymbolSeries"]
+__all__ = ["DASHBOARD_INTERVALS", "Gap", "MarketStore", "RateMeter", "SymbolSeries"]
+
+DASHBOARD_INTERVALS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+"""Candle widths offered (where exact): the server's bar intervals, which history fills. Those
+beyond the store's ``intervals`` are made on first use (:meth:`MarketStore.candles`)."""
 
 Clock = Callable[[], float]
 MAX_GAPS = 50
 BATCH_MIN = 10
 """Fewer ticks of one symbol in a frame than this go in one by one: numpy's fixed cost per
 call is then larger than the per-tick scalar writes it saves."""
-
-
-class RateMeter:
-    """Events per second over a sliding window of short buckets."""
-
-    def __init__(self, window: float = 2.0, buckets: int = 8) -> None:
-        self._width = window / buckets
-        self._counts = [0] * buckets
-        self._ids = [-1] * buckets
-        self._window = window
-
-    def add(self, now: float, n: int = 1) -> None:
-        """Count ``n`` events at time ``now``."""
-        bucket = int(now / self._width)
-        slot = bucket % len(self._counts)
-        if self._ids[slot] != bucket:
-            self._ids[slot] = bucket
-            self._counts[slot] = 0
-        self._counts[slot] += n
-
-    def rate(self, now: float) -> float:
-        """Events per second over the window ending at ``now``."""
-        newest = int(now / self._width)
-        oldest = newest - len(self._counts) + 1
-        total = sum(c for c, b in zip(self._counts, self._ids, strict=True) if b >= oldest)
-        return total / self._window
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +101,15 @@ class MarketStore:
         capacity: int = 100_000,
         candle_capacity: int = 20_000,
         intervals: tuple[float, ...] = CANDLE_INTERVALS,
+        offered: tuple[float, ...] = DASHBOARD_INTERVALS,
         clock: Clock = time.monotonic,
         watched: WatchedSymbols | None = None,
     ) -> None:
         self._capacity = capacity
         self._candle_capacity = candle_capacity
         self._intervals = intervals
+        self.intervals = tuple(sorted({*intervals, *offered}))
+        """The candle widths a symbol may have: ``intervals`` from the start, the rest on use."""
         self._clock = clock
         self._series: dict[str, SymbolSeries] = {}
         self._dirty: set[str] = set()
@@ -385,3 +367,22 @@ class MarketStore:
             series.gaps.append(gap)
             series.version += 1
             self._dirty.add(series.symbol)
+
+    def candles(self, symbol: str, interval: float) -> CandleSeries | None:
+        """``symbol``'s candles of width ``interval``, made empty on first use (bars fill them)."""
+        series = self._series.get(symbol)
+        if series is None or interval not in self.intervals:
+            return None
+        candles = series.candles.get(interval)
+        if candles is None:
+            candles = series.candles[interval] = CandleSeries(interval, self._candle_capacity)
+        return candles
+
+    def replace_candles(self, symbol: str, interval: float, candles: CandleSeries) -> None:
+        """Hold ``candles`` as ``symbol``'s series of width ``interval`` (history was merged)."""
+        series = self._series.get(symbol)
+        if series is None or interval not in series.candles:
+            return
+        series.candles[interval] = candles
+        series.version += 1
+        self._dirty.add(symbol)

@@ -2,7 +2,7 @@
 
 The client's edge counts what it rejects and the session the server's errors; both
 report through :class:`LogThrottle`, so a flood costs one line per reason per
-interval and the totals stay exact.
+interval and the totals stay exact. :class:`RateMeter` counts events per second.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LogThrottle", "Report"]
+__all__ = ["LogThrottle", "RateMeter", "Report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +79,29 @@ class LogThrottle:
         state.pending = 0
         state.reported_at = now
         return report
+
+
+class RateMeter:
+    """Events per second over a sliding window of short buckets."""
+
+    def __init__(self, window: float = 2.0, buckets: int = 8) -> None:
+        self._width = window / buckets
+        self._counts = [0] * buckets
+        self._ids = [-1] * buckets
+        self._window = window
+
+    def add(self, now: float, n: int = 1) -> None:
+        """Count ``n`` events at time ``now``."""
+        bucket = int(now / self._width)
+        slot = bucket % len(self._counts)
+        if self._ids[slot] != bucket:
+            self._ids[slot] = bucket
+            self._counts[slot] = 0
+        self._counts[slot] += n
+
+    def rate(self, now: float) -> float:
+        """Events per second over the window ending at ``now``."""
+        newest = int(now / self._width)
+        oldest = newest - len(self._counts) + 1
+        total = sum(c for c, b in zip(self._counts, self._ids, strict=True) if b >= oldest)
+        return total / self._window

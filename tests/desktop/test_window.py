@@ -321,13 +321,15 @@ def offered(window: MainWindow) -> list[float]:
 
 
 async def test_candle_widths_offered_are_exact_at_the_granted_rate(desk: Desk) -> None:
-    """Capped at 1/2 per second, the window asks for 1/5 and offers only 5 s and 1 min candles."""
+    """Capped at 1/2 per second, the window asks for 1/5 and offers only the widths from 5 s up."""
     async with desk:
         window, _ = await desk.live_window(["AAPL"], max_rate=0.5)
         window.mode_box.setCurrentIndex(window.mode_box.findData("candles"))
         window.interval_box.setCurrentIndex(window.interval_box.findData(1.0))
         # 2 s windows would leave only 1 min exact; 5 s windows keep 5 s candles too.
-        await until(lambda: offered(window) == [5.0, 60.0], "only the exact widths offered")
+        await until(
+            lambda: offered(window) == [5.0, 15.0, 60.0, 300.0, 900.0, 3600.0], "exact widths"
+        )
         assert window.client.granted_rate == 0.2
         assert window.chart_mode() == ("candles", 5.0)
         assert window.chart.pane.interval == 5.0
@@ -339,7 +341,7 @@ async def test_every_width_is_offered_at_the_default_rate(desk: Desk) -> None:
         window, _ = await desk.live_window(["AAPL"], max_rate=50.0)
         await until(lambda: window.client.granted_rate is not None, "the granted rate")
         assert window.client.granted_rate == 50.0
-        assert offered(window) == [1.0, 5.0, 60.0]
+        assert offered(window) == [1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]
 
 
 async def test_grid_shows_every_symbol_and_double_click_opens_one(desk: Desk) -> None:
