@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticker_server.bars import BarStore
-from ticker_server.bars_answer import answer_bars, encode_bar, encode_bars
+from ticker_server.bars_answer import (
+    answer_bars,
+    encode_bar,
+    encode_bars,
+    select_bars,
+    start_answer,
+)
 from ticker_server.protocol import MAX_FRAME, BarsRequest, Tick
 
 
@@ -68,3 +74,48 @@ def test_limit_and_before_select_the_newest_bars_before_a_time() -> None:
     assert [b["t"] for b in older] == [1997, 1998, 1999]
     assert [b["o"] for b in older] == [109.97, 109.98, 109.99]
     assert answer(store, symbol="AAPL", interval=60, before=900)[0] == []
+
+
+def one_shot(store: BarStore, request: BarsRequest) -> list[bytes]:
+    """The answer the obvious way: every bar encoded, then split greedily under MAX_FRAME."""
+    page, partial = select_bars(store, request.symbol, request.interval, request.limit, None)
+    parts = [encode_bar(row, partial and i == len(page) - 1) for i, row in enumerate(page.tolist())]
+    head = f'{{"type":"bars","symbol":"{request.symbol}","interval":{request.interval},"bars":['
+    tail = f'],"id":{json.dumps(request.id)},"done":'
+    frames: list[list[bytes]] = [[]]
+    for part in parts:
+        candidate = b",".join([*frames[-1], part])
+        if frames[-1] and len(head) + len(candidate) + len(tail) + 5 > MAX_FRAME:
+            frames.append([])
+        frames[-1].append(part)
+    return [
+        head.encode()
+        + b",".join(chunk)
+        + tail.encode()
+        + (b"true}" if i == len(frames) - 1 else b"false}")
+        for i, chunk in enumerate(frames)
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=30), st.integers(1, 3000))
+def test_an_answer_stepped_in_any_slices_is_the_answer_at_once(
+    steps: list[int], limit: int
+) -> None:
+    """However an answer is sliced, its frames are exactly those of answer_bars, frozen at the
+    request: ticks taken while it is written change nothing in it."""
+    store = store_with(3000)
+    request = BarsRequest(type="bars", symbol="AAPL", interval=1, limit=limit, id="x")
+    expected = one_shot(store, request)
+    assert answer_bars(store, request) == expected
+    answer = start_answer(store, request)
+    store.ingest(
+        [Tick(symbol="AAPL", seq=3001, ts=4000.0, price=1, bid=1, ask=2, size=1, volume=1)]
+    )
+    frames: list[bytes] = []
+    for i in range(10_000):
+        if answer.done:
+            break
+        frames += answer.step(steps[i % len(steps)])
+    assert frames == expected
+    assert answer.step() == []
