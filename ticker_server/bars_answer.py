@@ -9,6 +9,7 @@ its end (see :attr:`~.bars.BarStore.watermark`).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ __all__ = [
     "encode_bar",
     "encode_bar_update",
     "encode_bars",
+    "encode_run",
     "select_bars",
     "start_answer",
 ]
@@ -58,6 +60,24 @@ def encode_bars(bars: npt.NDArray[np.void]) -> list[bytes]:
     return [(_BAR % tuple(row)).encode() for row in rows]
 
 
+@functools.lru_cache(maxsize=16)
+def _run_format(count: int, partial: bool) -> str:
+    return ",".join([_BAR] * (count - 1) + [_PARTIAL if partial else _BAR])
+
+
+def encode_run(bars: npt.NDArray[np.void], partial: bool = False) -> bytes:
+    """Consecutive bars as their JSON objects joined by commas, in one formatting call
+    (about 2.5x cheaper than one call per bar); ``partial`` marks the last one."""
+    if len(bars) == 0:
+        return b""
+    columns = [bars["t"]]
+    for name in "ohlc":
+        whole, cents = np.divmod(bars[name], 100)
+        columns += [whole, cents]
+    flat = np.stack([*columns, bars["v"], bars["n"]], axis=1).ravel().tolist()
+    return (_run_format(len(bars), partial) % tuple(flat)).encode()
+
+
 def encode_bar_update(symbol: str, interval: int, row: Sequence[int], partial: bool) -> bytes:
     """A live ``bar`` message (``symbol`` matches SYMBOL_PATTERN: no escaping needed)."""
     flag = b"true" if partial else b"false"
@@ -88,8 +108,9 @@ def select_bars(
 
 
 STEP = 256
-"""Bars encoded per :meth:`BarsAnswer.step`: about half a millisecond of work, so an answer
-written across loop turns never holds the loop much longer than that."""
+"""Bars encoded per :meth:`BarsAnswer.step`: a fraction of a millisecond of work, so an answer
+written across loop turns never holds the loop much longer than that; and at most about
+39 KB however large the numbers (152 bytes a bar), so a step's bars always fit one frame."""
 
 
 class BarsAnswer:
@@ -126,26 +147,28 @@ class BarsAnswer:
         """Every frame has been returned."""
         return self._next > len(self._page)
 
-    def step(self, count: int = STEP) -> list[bytes]:
-        """Encode up to ``count`` more bars; the frames completed by them (often none)."""
+    def step(self) -> list[bytes]:
+        """Encode the next :data:`STEP` bars; the frames they completed (often none).
+
+        Frames break between steps, never inside one, so the frames do not depend on
+        when the steps are taken.
+        """
         page, begin = self._page, self._next
         if begin > len(page):
             return []
-        end = min(begin + count, len(page))
-        parts = encode_bars(page[begin:end])
-        if self._partial and end == len(page) and parts:
-            parts[-1] = encode_bar(page[-1].tolist(), True)
+        end = min(begin + STEP, len(page))
         frames: list[bytes] = []
-        head, chunk, size = self._head, self._chunk, self._size
-        for part in parts:
-            if chunk and size + len(part) + 1 > MAX_FRAME:
-                frames.append(head + b",".join(chunk) + self._more)
-                chunk, size = [], len(head) + len(self._done_tail)
-            chunk.append(part)
-            size += len(part) + 1
-        self._chunk, self._size, self._next = chunk, size, end
-        if end == len(page):
-            frames.append(head + b",".join(chunk) + self._done_tail)
+        last = end == len(page)
+        if end > begin:
+            part = encode_run(page[begin:end], self._partial and last)
+            if self._chunk and self._size + len(part) + 1 > MAX_FRAME:
+                frames.append(self._head + b",".join(self._chunk) + self._more)
+                self._chunk, self._size = [], len(self._head) + len(self._done_tail)
+            self._chunk.append(part)
+            self._size += len(part) + 1
+        self._next = end
+        if last:
+            frames.append(self._head + b",".join(self._chunk) + self._done_tail)
             self._chunk, self._next = [], end + 1
         return frames
 
@@ -177,5 +200,5 @@ def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
     answer = start_answer(store, request)
     frames: list[bytes] = []
     while not answer.done:
-        frames += answer.step(1 << 30)
+        frames += answer.step()
     return frames

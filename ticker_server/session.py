@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from .bars import BarStore
-from .bars_answer import STEP, BarsAnswer, start_answer
+from .bars_answer import BarsAnswer, start_answer
 from .conflation import SymbolBook
 from .limits import TokenBucket
 from .protocol import (
@@ -198,14 +198,14 @@ class Session:
             self.deferred = None
         return outcome
 
-    def pull(self, count: int = STEP) -> list[bytes]:
-        """The next slice of the ``bars`` answer being written: up to ``count`` bars encoded,
-        the frames they completed returned (often none). When the last frame is out,
+    def pull(self) -> list[bytes]:
+        """The next slice of the ``bars`` answer being written: the frames completed by
+        encoding its next bars (often none). When the last frame is out,
         :attr:`answering` is None and held requests may be resumed."""
         answer = self.answering
         if answer is None:
             return []
-        frames = answer.step(count)
+        frames = answer.step()
         if answer.done:
             self.answering = None
         return frames
