@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from .protocol import MAX_FRAME, BarsRequest, ProtocolError, RequestId
 __all__ = [
     "STEP",
     "BarsAnswer",
+    "EncodedRuns",
     "answer_bars",
     "encode_bar",
     "encode_bar_update",
@@ -108,13 +110,54 @@ def select_bars(
 
 
 STEP = 256
-"""Bars encoded per :meth:`BarsAnswer.step`: a fraction of a millisecond of work, so an answer
-written across loop turns never holds the loop much longer than that; and at most about
-39 KB however large the numbers (152 bytes a bar), so a step's bars always fit one frame."""
+"""Intervals of time per run (so at most this many bars) that :meth:`BarsAnswer.step`
+encodes: a fraction of a millisecond of work, so an answer written across loop turns never
+holds the loop much longer than that; and at most about 39 KB however large the numbers
+(152 bytes a bar), so a run always fits one frame."""
+
+
+RunKey = tuple[str, int, int, int]
+"""A run of closed bars: symbol, interval, the first bar's ``t``, how many bars."""
+
+
+class EncodedRuns:
+    """Encoded runs of closed bars, shared by every answer from one store (LRU, bounded in bytes).
+
+    Closed bars never change, so a run of them is encoded once however many clients page
+    over it. Runs are cut on a time grid (:data:`STEP` intervals wide), so pages that start
+    anywhere share every run but their first. The forming bar is never cached.
+
+    Args:
+        capacity: bytes of encoded runs kept, the least recently used dropped first.
+    """
+
+    def __init__(self, capacity: int = 16 * 1024 * 1024) -> None:
+        self.capacity = capacity
+        self.nbytes = 0
+        self.hits = 0
+        self._runs: OrderedDict[RunKey, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, key: RunKey) -> bytes | None:
+        data = self._runs.get(key)
+        if data is not None:
+            self._runs.move_to_end(key)
+            self.hits += 1
+        return data
+
+    def put(self, key: RunKey, data: bytes) -> None:
+        if key in self._runs or len(data) > self.capacity:
+            return
+        self._runs[key] = data
+        self.nbytes += len(data)
+        while self.nbytes > self.capacity:
+            self.nbytes -= len(self._runs.popitem(last=False)[1])
 
 
 class BarsAnswer:
-    """One ``bars`` answer, encoded a slice at a time (pure: no clock, no I/O).
+    """One ``bars`` answer, encoded a run at a time (pure: no clock, no I/O).
 
     The page is copied when the request is answered, so the frames are what
     :func:`answer_bars` would have returned then, however many loop turns they take;
@@ -125,16 +168,32 @@ class BarsAnswer:
         partial: the last bar is still forming.
         head: the frames' opening bytes, up to the bars array's ``[``.
         rid: the request's id.
+        key: the page's symbol and interval.
+        closed: how many of the page's bars are closed (the rest, the forming one, is not cached).
+        runs: the cache of encoded runs (None: encode every run).
     """
 
-    __slots__ = ("_chunk", "_done_tail", "_head", "_more", "_next", "_page", "_partial", "_size")
+    __slots__ = (
+        "_chunk", "_closed", "_done_tail", "_head", "_key", "_more", "_next", "_page",
+        "_partial", "_runs", "_size",
+    )  # fmt: skip
 
     def __init__(
-        self, page: npt.NDArray[np.void], partial: bool, head: bytes, rid: RequestId
+        self,
+        page: npt.NDArray[np.void],
+        partial: bool,
+        head: bytes,
+        rid: RequestId,
+        key: tuple[str, int],
+        closed: int,
+        runs: EncodedRuns | None = None,
     ) -> None:
         self._page = page
         self._partial = partial
         self._head = head
+        self._key = key
+        self._closed = closed
+        self._runs = runs
         self._more = b'],"id":' + json.dumps(rid).encode() + b',"done":false}'
         self._done_tail = self._more.replace(b'"done":false', b'"done":true')
         self._next = 0
@@ -148,32 +207,44 @@ class BarsAnswer:
         return self._next > len(self._page)
 
     def step(self) -> list[bytes]:
-        """Encode the next :data:`STEP` bars; the frames they completed (often none).
+        """Encode the next run (the page's bars in one :data:`STEP`-interval slot of time);
+        the frames it completed (often none).
 
-        Frames break between steps, never inside one, so the frames do not depend on
-        when the steps are taken.
+        Frames break between runs, never inside one, so the frames do not depend on
+        when the steps are taken nor on what the cache holds.
         """
         page, begin = self._page, self._next
         if begin > len(page):
             return []
-        end = min(begin + STEP, len(page))
         frames: list[bytes] = []
-        last = end == len(page)
-        if end > begin:
-            part = encode_run(page[begin:end], self._partial and last)
+        end = begin
+        if begin < len(page):
+            t = page["t"]
+            symbol, interval = self._key
+            span = STEP * interval
+            end = int(np.searchsorted(t, (int(t[begin]) // span + 1) * span, "left"))
+            key = (symbol, interval, int(t[begin]), end - begin)
+            runs = self._runs if end <= self._closed else None
+            part = None if runs is None else runs.get(key)
+            if part is None:
+                part = encode_run(page[begin:end], self._partial and end == len(page))
+                if runs is not None:
+                    runs.put(key, part)
             if self._chunk and self._size + len(part) + 1 > MAX_FRAME:
                 frames.append(self._head + b",".join(self._chunk) + self._more)
                 self._chunk, self._size = [], len(self._head) + len(self._done_tail)
             self._chunk.append(part)
             self._size += len(part) + 1
         self._next = end
-        if last:
+        if end == len(page):
             frames.append(self._head + b",".join(self._chunk) + self._done_tail)
             self._chunk, self._next = [], end + 1
         return frames
 
 
-def start_answer(store: BarStore, request: BarsRequest) -> BarsAnswer:
+def start_answer(
+    store: BarStore, request: BarsRequest, runs: EncodedRuns | None = None
+) -> BarsAnswer:
     """The answer to one ``bars`` request, its page taken now and encoded as it is stepped.
 
     Raises:
@@ -186,18 +257,25 @@ def start_answer(store: BarStore, request: BarsRequest) -> BarsAnswer:
         )
     interval = request.interval
     page, partial = select_bars(store, symbol, interval, request.limit, request.before)
+    forming = store.series[symbol][interval].forming
+    holds_forming = forming is not None and len(page) > 0 and int(page["t"][-1]) == forming[0]
     head = f'{{"type":"bars","symbol":"{symbol}","interval":{interval},"bars":['.encode()
     # A copy: the ring the page views may take new bars or compact while the answer is written.
-    return BarsAnswer(page.copy(), partial, head, request.id)
+    return BarsAnswer(
+        page.copy(), partial, head, request.id, (symbol, interval),
+        len(page) - holds_forming, runs,
+    )  # fmt: skip
 
 
-def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
+def answer_bars(
+    store: BarStore, request: BarsRequest, runs: EncodedRuns | None = None
+) -> list[bytes]:
     """The frames that answer one ``bars`` request, all at once.
 
     Raises:
         ProtocolError: ``unknown_symbol`` for a symbol the store does not hold.
     """
-    answer = start_answer(store, request)
+    answer = start_answer(store, request, runs)
     frames: list[bytes] = []
     while not answer.done:
         frames += answer.step()

@@ -20,6 +20,7 @@ from typing import Any
 
 from .answer_queue import AnswerQueue
 from .bars import BarStore
+from .bars_answer import EncodedRuns
 from .config import ServerConfig
 from .conflation import Fanout
 from .connection import Connection
@@ -104,6 +105,7 @@ class Gateway:
         self.live_bars = LiveBars(BarStore(self.listings, self.config.bar_retention))
         self.market.listings, self.market.books = self.listings, fanout.books
         self.market.bars = self.live_bars.store
+        self.market.runs = EncodedRuns()  # runs of the old store's bars
         cap = self.market.cap
         rates = [rate for rate in RATES if cap <= 0 or rate <= cap * (1 + 1e-9)]
         hello = Hello(

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from .bars import BarStore
-from .bars_answer import BarsAnswer, start_answer
+from .bars_answer import BarsAnswer, EncodedRuns, start_answer
 from .conflation import SymbolBook
 from .limits import TokenBucket
 from .protocol import (
@@ -79,6 +79,8 @@ class MarketView:
     request_burst: float
     bars: BarStore
     """Every symbol's bars, which ``bars`` requests are answered from."""
+    runs: EncodedRuns = field(default_factory=EncodedRuns)
+    """Encoded runs of ``bars``' closed bars, shared by all sessions (new with ``bars``)."""
 
 
 @dataclass(slots=True)
@@ -233,7 +235,9 @@ class Session:
             elif isinstance(request, Ping):
                 outcome.frames.append(encode(Pong(ts=now, id=request.id)))
             elif isinstance(request, BarsRequest):
-                outcome.answer = self.answering = start_answer(self.market.bars, request)
+                outcome.answer = self.answering = start_answer(
+                    self.market.bars, request, self.market.runs
+                )
         except ProtocolError as exc:
             outcome.error(exc.to_message())
         except Exception:

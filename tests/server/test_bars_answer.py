@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ticker_server.bars import BarStore
 from ticker_server.bars_answer import (
+    EncodedRuns,
     answer_bars,
     encode_bar,
     encode_bars,
@@ -111,3 +112,23 @@ def test_an_answer_written_in_steps_is_every_bar_once_in_frames_within_max_frame
     messages = [json.loads(frame) for frame in frames]
     assert [m["done"] for m in messages] == [False] * (len(frames) - 1) + [True]
     assert [json.loads(b) for b in bars] == [b for m in messages for b in m["bars"]]
+
+
+def test_cached_runs_give_the_same_frames_and_never_hold_the_forming_bar() -> None:
+    """Answers sharing a cache of encoded runs equal answers without one, reuse the inner runs
+    of overlapping pages, and show the forming bar as it is now, not as it was cached."""
+    store = store_with(3000)
+    runs = EncodedRuns()
+    for limit, before in ((3000, None), (2000, None), (1000, 3500), (2500, 3900)):
+        request = BarsRequest(type="bars", symbol="AAPL", interval=1, limit=limit, before=before)
+        assert answer_bars(store, request, runs) == answer_bars(store, request)
+    assert runs.hits >= 10 and 0 < runs.nbytes <= runs.capacity
+    request = BarsRequest(type="bars", symbol="AAPL", interval=5, limit=10)
+    before = answer_bars(store, request, runs)
+    store.ingest([Tick(symbol="AAPL", seq=3001, ts=3999.5, price=1, bid=1, ask=2, size=7,
+                       volume=1)])  # fmt: skip
+    after = answer_bars(store, request, runs)
+    assert after == answer_bars(store, request) and after != before
+    small = EncodedRuns(capacity=30_000)
+    answer_bars(store, BarsRequest(type="bars", symbol="AAPL", interval=1, limit=3000), small)
+    assert 0 < small.nbytes <= 30_000
