@@ -130,13 +130,23 @@ def summary(samples: np.ndarray[Any, Any]) -> dict[str, float]:
     }
 
 
+def pin(cores: str | None) -> Any:
+    """A preexec_fn that pins a child process to ``cores`` ("0" or "0,1"), or None."""
+    if not cores:
+        return None
+    wanted = {int(c) for c in cores.split(",")}
+    return lambda: os.sched_setaffinity(0, wanted)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.client_cores:  # this process and the pagers' (which inherits it)
+        os.sched_setaffinity(0, {int(c) for c in args.client_cores.split(",")})
     env = dict(os.environ)
     if args.server_path:  # e.g. another checkout's tree, to compare builds
         env["PYTHONPATH"] = args.server_path
     server = await asyncio.create_subprocess_exec(
         PY, "-m", "ticker_server", "--port", "0", *args.server_arg,
-        stderr=asyncio.subprocess.PIPE, env=env,
+        stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=pin(args.server_cores),
     )  # fmt: skip
     assert server.stderr is not None
     url = ""
@@ -200,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-arg", action="append", default=[], help="one more server flag (repeatable)"
     )
+    parser.add_argument("--server-cores", help="pin the server to these cores, e.g. 0")
+    parser.add_argument("--client-cores", help="pin the clients and pagers, e.g. 1")
     parser.add_argument("--server-path", help="PYTHONPATH of the server process")
     parser.add_argument("--pager-worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
