@@ -9,7 +9,9 @@ its end (see :attr:`~.bars.BarStore.watermark`).
 
 from __future__ import annotations
 
+import functools
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +20,18 @@ import numpy.typing as npt
 from .bars import BAR_DTYPE, BarStore
 from .protocol import MAX_FRAME, BarsRequest, ProtocolError, RequestId
 
-__all__ = ["answer_bars", "encode_bar", "encode_bar_update", "encode_bars", "select_bars"]
+__all__ = [
+    "STEP",
+    "BarsAnswer",
+    "EncodedRuns",
+    "answer_bars",
+    "encode_bar",
+    "encode_bar_update",
+    "encode_bars",
+    "encode_run",
+    "select_bars",
+    "start_answer",
+]
 
 
 # Prices as whole cents written "%d.%02d": the decimal parses to the same double as
@@ -47,6 +60,24 @@ def encode_bars(bars: npt.NDArray[np.void]) -> list[bytes]:
         columns += [whole, cents]
     rows = np.stack([*columns, bars["v"], bars["n"]], axis=1).tolist()
     return [(_BAR % tuple(row)).encode() for row in rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _run_format(count: int, partial: bool) -> str:
+    return ",".join([_BAR] * (count - 1) + [_PARTIAL if partial else _BAR])
+
+
+def encode_run(bars: npt.NDArray[np.void], partial: bool = False) -> bytes:
+    """Consecutive bars as their JSON objects joined by commas, in one formatting call
+    (about 2.5x cheaper than one call per bar); ``partial`` marks the last one."""
+    if len(bars) == 0:
+        return b""
+    columns = [bars["t"]]
+    for name in "ohlc":
+        whole, cents = np.divmod(bars[name], 100)
+        columns += [whole, cents]
+    flat = np.stack([*columns, bars["v"], bars["n"]], axis=1).ravel().tolist()
+    return (_run_format(len(bars), partial) % tuple(flat)).encode()
 
 
 def encode_bar_update(symbol: str, interval: int, row: Sequence[int], partial: bool) -> bytes:
@@ -78,24 +109,143 @@ def select_bars(
     return closed[max(end - limit, 0) : end], False
 
 
-def _frames(head: bytes, rid: RequestId, parts: list[bytes]) -> list[bytes]:
-    tail_more = b'],"id":' + json.dumps(rid).encode() + b',"done":false}'
-    tail_done = tail_more.replace(b'"done":false', b'"done":true')
-    frames: list[bytes] = []
-    chunk: list[bytes] = []
-    size = len(head) + len(tail_done)
-    for part in parts:
-        if chunk and size + len(part) + 1 > MAX_FRAME:
-            frames.append(head + b",".join(chunk) + tail_more)
-            chunk, size = [], len(head) + len(tail_done)
-        chunk.append(part)
-        size += len(part) + 1
-    frames.append(head + b",".join(chunk) + tail_done)
-    return frames
+STEP = 256
+"""Intervals of time per run (so at most this many bars) that :meth:`BarsAnswer.step`
+encodes: a fraction of a millisecond of work, so an answer written across loop turns never
+holds the loop much longer than that; and at most about 39 KB however large the numbers
+(152 bytes a bar), so a run always fits one frame."""
 
 
-def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
-    """The frames that answer one ``bars`` request.
+RunKey = tuple[str, int, int, int]
+"""A run of closed bars: symbol, interval, the first bar's ``t``, how many bars."""
+
+
+class EncodedRuns:
+    """Encoded runs of closed bars, shared by every answer from one store (LRU, bounded in bytes).
+
+    Closed bars never change, so a run of them is encoded once however many clients page
+    over it. Runs are cut on a time grid (:data:`STEP` intervals wide), so pages that start
+    anywhere share every run but their first. The forming bar is never cached.
+
+    Args:
+        capacity: bytes of encoded runs kept, the least recently used dropped first.
+    """
+
+    def __init__(self, capacity: int = 16 * 1024 * 1024) -> None:
+        self.capacity = capacity
+        self.nbytes = 0
+        self.hits = 0
+        self._runs: OrderedDict[RunKey, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, key: RunKey) -> bytes | None:
+        data = self._runs.get(key)
+        if data is not None:
+            self._runs.move_to_end(key)
+            self.hits += 1
+        return data
+
+    def put(self, key: RunKey, data: bytes) -> None:
+        if key in self._runs or len(data) > self.capacity:
+            return
+        self._runs[key] = data
+        self.nbytes += len(data)
+        while self.nbytes > self.capacity:
+            self.nbytes -= len(self._runs.popitem(last=False)[1])
+
+
+class BarsAnswer:
+    """One ``bars`` answer, encoded a run at a time (pure: no clock, no I/O).
+
+    The page is copied when the request is answered, so the frames are what
+    :func:`answer_bars` would have returned then, however many loop turns they take;
+    closed bars never change, and the forming bar is frozen as it was.
+
+    Args:
+        page: the page's bars, oldest first.
+        partial: the last bar is still forming.
+        head: the frames' opening bytes, up to the bars array's ``[``.
+        rid: the request's id.
+        key: the page's symbol and interval.
+        closed: how many of the page's bars are closed (the rest, the forming one, is not cached).
+        runs: the cache of encoded runs (None: encode every run).
+    """
+
+    __slots__ = (
+        "_chunk", "_closed", "_done_tail", "_head", "_key", "_more", "_next", "_page",
+        "_partial", "_runs", "_size",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        page: npt.NDArray[np.void],
+        partial: bool,
+        head: bytes,
+        rid: RequestId,
+        key: tuple[str, int],
+        closed: int,
+        runs: EncodedRuns | None = None,
+    ) -> None:
+        self._page = page
+        self._partial = partial
+        self._head = head
+        self._key = key
+        self._closed = closed
+        self._runs = runs
+        self._more = b'],"id":' + json.dumps(rid).encode() + b',"done":false}'
+        self._done_tail = self._more.replace(b'"done":false', b'"done":true')
+        self._next = 0
+        """Index of the first bar not yet encoded (past the end once the last frame is out)."""
+        self._chunk: list[bytes] = []
+        self._size = len(head) + len(self._done_tail)
+
+    @property
+    def done(self) -> bool:
+        """Every frame has been returned."""
+        return self._next > len(self._page)
+
+    def step(self) -> list[bytes]:
+        """Encode the next run (the page's bars in one :data:`STEP`-interval slot of time);
+        the frames it completed (often none).
+
+        Frames break between runs, never inside one, so the frames do not depend on
+        when the steps are taken nor on what the cache holds.
+        """
+        page, begin = self._page, self._next
+        if begin > len(page):
+            return []
+        frames: list[bytes] = []
+        end = begin
+        if begin < len(page):
+            t = page["t"]
+            symbol, interval = self._key
+            span = STEP * interval
+            end = int(np.searchsorted(t, (int(t[begin]) // span + 1) * span, "left"))
+            key = (symbol, interval, int(t[begin]), end - begin)
+            runs = self._runs if end <= self._closed else None
+            part = None if runs is None else runs.get(key)
+            if part is None:
+                part = encode_run(page[begin:end], self._partial and end == len(page))
+                if runs is not None:
+                    runs.put(key, part)
+            if self._chunk and self._size + len(part) + 1 > MAX_FRAME:
+                frames.append(self._head + b",".join(self._chunk) + self._more)
+                self._chunk, self._size = [], len(self._head) + len(self._done_tail)
+            self._chunk.append(part)
+            self._size += len(part) + 1
+        self._next = end
+        if end == len(page):
+            frames.append(self._head + b",".join(self._chunk) + self._done_tail)
+            self._chunk, self._next = [], end + 1
+        return frames
+
+
+def start_answer(
+    store: BarStore, request: BarsRequest, runs: EncodedRuns | None = None
+) -> BarsAnswer:
+    """The answer to one ``bars`` request, its page taken now and encoded as it is stepped.
 
     Raises:
         ProtocolError: ``unknown_symbol`` for a symbol the store does not hold.
@@ -107,8 +257,26 @@ def answer_bars(store: BarStore, request: BarsRequest) -> list[bytes]:
         )
     interval = request.interval
     page, partial = select_bars(store, symbol, interval, request.limit, request.before)
-    parts = encode_bars(page)
-    if partial:
-        parts[-1] = encode_bar(page[-1].tolist(), True)
+    forming = store.series[symbol][interval].forming
+    holds_forming = forming is not None and len(page) > 0 and int(page["t"][-1]) == forming[0]
     head = f'{{"type":"bars","symbol":"{symbol}","interval":{interval},"bars":['.encode()
-    return _frames(head, request.id, parts)
+    # A copy: the ring the page views may take new bars or compact while the answer is written.
+    return BarsAnswer(
+        page.copy(), partial, head, request.id, (symbol, interval),
+        len(page) - holds_forming, runs,
+    )  # fmt: skip
+
+
+def answer_bars(
+    store: BarStore, request: BarsRequest, runs: EncodedRuns | None = None
+) -> list[bytes]:
+    """The frames that answer one ``bars`` request, all at once.
+
+    Raises:
+        ProtocolError: ``unknown_symbol`` for a symbol the store does not hold.
+    """
+    answer = start_answer(store, request, runs)
+    frames: list[bytes] = []
+    while not answer.done:
+        frames += answer.step()
+    return frames

@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .answer_queue import AnswerQueue
 from .bars import BarStore
+from .bars_answer import EncodedRuns
 from .config import ServerConfig
 from .conflation import Fanout
 from .connection import Connection
@@ -89,6 +91,8 @@ class Gateway:
         )
         self.delivery = Delivery(self.fanout, self.stats, clock)
         self._write = self.delivery.write
+        self.answers = AnswerQueue(self._write, self._resume)
+        """Clients with a ``bars`` answer being written, a slice per loop turn."""
         self._join: set[Client] = set()
         """Unthrottled clients that may ride with a group once they are in step."""
         self._upkeep_task: asyncio.Task[None] | None = None
@@ -101,6 +105,7 @@ class Gateway:
         self.live_bars = LiveBars(BarStore(self.listings, self.config.bar_retention))
         self.market.listings, self.market.books = self.listings, fanout.books
         self.market.bars = self.live_bars.store
+        self.market.runs = EncodedRuns()  # runs of the old store's bars
         cap = self.market.cap
         rates = [rate for rate in RATES if cap <= 0 or rate <= cap * (1 + 1e-9)]
         hello = Hello(
@@ -124,6 +129,7 @@ class Gateway:
     async def stop(self) -> None:
         """Cancel the gateway's own timers and task (connections are closed by the server)."""
         self.delivery.stop()
+        self.answers.stop()
         if self._upkeep_task is not None:
             self._upkeep_task.cancel()
             await asyncio.gather(self._upkeep_task, return_exceptions=True)
@@ -255,6 +261,8 @@ class Gateway:
         at = asyncio.get_running_loop().time()
         for frame in outcome.frames:
             self._write(client, frame, at)
+        if outcome.answer is not None:
+            self.answers.add(client)
         if outcome.close is not None:
             self._close(client, *outcome.close)
         elif client.group is None and client.symbols:
@@ -299,6 +307,13 @@ class Gateway:
         self.changed.set()
         self._join.add(client)
         self.delivery.mark(client)
+        session = client.session
+        if session is not None and session.answering is not None:
+            self.answers.add(client)
+        self._resume(client)
+
+    def _resume(self, client: Client) -> None:
+        """Answer the requests ``client`` sent while it was blocked or being answered."""
         session = client.session
         while session is not None and not client.blocked and not client.closing:
             outcome = session.resume(self.clock(), client.symbols)

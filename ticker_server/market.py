@@ -32,14 +32,14 @@ The model, per symbol:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from .protocol import SYMBOL_PATTERN, Tick
+from .dynamics import DEFAULT_DYNAMICS, TRADING_DAY, TRADING_YEAR, Dynamics
+from .listings import DEFAULT_UNIVERSE, Listing, listings_for
+from .protocol import Tick
 
 __all__ = [
     "DEFAULT_DYNAMICS",
@@ -52,153 +52,10 @@ __all__ = [
     "listings_for",
 ]
 
-TRADING_DAY = 6.5 * 3600.0
-"""Seconds in one trading day; the simulated market trades around the clock."""
-TRADING_YEAR = 252 * TRADING_DAY
-"""Seconds in one trading year, the unit of ``drift`` and every volatility."""
-
 _STALL_GAP = 1.0  # seconds behind after which advance() may skip arrivals
 _BLOCK = 4096  # ticks' worth of random numbers drawn per numpy call
 _SIZE_EXPONENT = -1.0 / 1.5  # Pareto tail index 1.5 for trade sizes in lots
 _MAX_LOTS = 250
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """One tradable symbol and the parameters of its price path.
-
-    Raises:
-        ValueError: a field is out of range or the price is off the cent grid.
-    """
-
-    symbol: str
-    name: str
-    price: float
-    volatility: float
-    beta: float
-
-    def __post_init__(self) -> None:
-        if not SYMBOL_PATTERN.match(self.symbol):
-            raise ValueError(f"invalid symbol {self.symbol!r}")
-        if not (self.price >= 0.01 and abs(self.price * 100 - round(self.price * 100)) < 1e-6):
-            raise ValueError(f"{self.symbol}: price {self.price} is not a positive cent amount")
-        if not 0.0 < self.volatility < 10.0:
-            raise ValueError(f"{self.symbol}: volatility {self.volatility} is out of range")
-        if not math.isfinite(self.beta):
-            raise ValueError(f"{self.symbol}: beta {self.beta} is not finite")
-
-
-@dataclass(frozen=True, slots=True)
-class Dynamics:
-    """Market-wide parameters of the simulation (see the module docstring).
-
-    Raises:
-        ValueError: a parameter is out of range.
-    """
-
-    drift: float = 0.05
-    market_volatility: float = 0.16
-    jumps_per_day: float = 2.0
-    jump_size: float = 3.0
-    spread_bps: float = 2.0
-    burst_factor: float = 5.0
-    burst_duration: float = 3.0
-    calm_duration: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not abs(self.drift) < 1e3 or not 0.0 <= self.market_volatility < 10.0:
-            raise ValueError("drift and market_volatility must be finite and in range")
-        if self.jumps_per_day < 0 or self.jump_size < 0 or not self.jump_share <= 0.5:
-            raise ValueError(f"jumps may carry at most half the variance, not {self.jump_share}")
-        if not 0.0 < self.spread_bps < 1e4:
-            raise ValueError(f"spread_bps must be positive, not {self.spread_bps}")
-        if not (self.burst_factor >= 1 and self.burst_duration > 0 and self.calm_duration > 0):
-            raise ValueError("burst_factor must be >= 1 and the durations positive")
-
-    @property
-    def jump_share(self) -> float:
-        """The fraction of each symbol's variance that comes from jumps."""
-        # A Laplace jump with mean size m has E[J^2] = 2 m^2, m = jump_size * vol * sqrt(60 s).
-        return self.jumps_per_day * 2.0 * self.jump_size**2 * 60.0 / TRADING_DAY
-
-    @property
-    def calm_share(self) -> float:
-        """The calm tick rate as a fraction of the long-run mean."""
-        burst = self.burst_duration / (self.burst_duration + self.calm_duration)
-        return 1.0 / (1.0 + (self.burst_factor - 1.0) * burst)
-
-
-DEFAULT_DYNAMICS = Dynamics()
-
-DEFAULT_UNIVERSE: tuple[Listing, ...] = (
-    Listing("AAPL", "Apple Inc.", 210.00, 0.28, 1.20),
-    Listing("MSFT", "Microsoft Corporation", 450.00, 0.24, 1.10),
-    Listing("NVDA", "NVIDIA Corporation", 130.00, 0.50, 1.80),
-    Listing("AMZN", "Amazon.com, Inc.", 200.00, 0.32, 1.30),
-    Listing("GOOGL", "Alphabet Inc.", 170.00, 0.30, 1.10),
-    Listing("META", "Meta Platforms, Inc.", 580.00, 0.38, 1.30),
-    Listing("TSLA", "Tesla, Inc.", 250.00, 0.60, 2.00),
-    Listing("JPM", "JPMorgan Chase & Co.", 240.00, 0.22, 1.05),
-    Listing("V", "Visa Inc.", 330.00, 0.20, 0.95),
-    Listing("MA", "Mastercard Incorporated", 540.00, 0.21, 1.05),
-    Listing("JNJ", "Johnson & Johnson", 155.00, 0.17, 0.55),
-    Listing("WMT", "Walmart Inc.", 95.00, 0.20, 0.65),
-    Listing("XOM", "Exxon Mobil Corporation", 110.00, 0.26, 0.85),
-    Listing("PG", "The Procter & Gamble Company", 165.00, 0.17, 0.45),
-    Listing("HD", "The Home Depot, Inc.", 370.00, 0.23, 1.00),
-    Listing("KO", "The Coca-Cola Company", 70.00, 0.15, 0.60),
-    Listing("PEP", "PepsiCo, Inc.", 140.00, 0.18, 0.55),
-    Listing("NFLX", "Netflix, Inc.", 1150.00, 0.38, 1.25),
-    Listing("AMD", "Advanced Micro Devices, Inc.", 140.00, 0.52, 1.70),
-    Listing("INTC", "Intel Corporation", 21.00, 0.45, 1.10),
-)
-
-_BY_SYMBOL = {listing.symbol: listing for listing in DEFAULT_UNIVERSE}
-
-
-def _generated_listing(symbol: str, seed: int | None) -> Listing:
-    # blake2b, not hash(): str hashes are salted per process, and the listing must be stable.
-    digest = hashlib.blake2b(f"{seed}:{symbol}".encode(), digest_size=16).digest()
-    draw = np.random.default_rng(int.from_bytes(digest, "big")).random(3).tolist()
-    price = round(10.0 * 50.0 ** draw[0], 2)  # log-uniform, $10 to $500
-    volatility = round(0.20 + 0.40 * draw[1], 3)
-    # Keep beta * market vol well inside the diffusive vol so the model stays consistent.
-    beta = round(min(0.6 + 0.9 * draw[2], 0.8 * volatility / DEFAULT_DYNAMICS.market_volatility), 2)
-    return Listing(symbol, f"{symbol} Corp.", price, volatility, beta)
-
-
-def listings_for(symbols: Sequence[str] | None, seed: int | None = None) -> list[Listing]:
-    """The listings to simulate for the requested symbols.
-
-    Args:
-        symbols: symbols to list (stripped and upper-cased), or None for
-            :data:`DEFAULT_UNIVERSE`. A symbol of the universe keeps its
-            listing; any other valid symbol gets a plausible generated one,
-            derived from a hash of the symbol and ``seed`` so it is the same
-            on every run.
-        seed: varies the generated listings; None gives the canonical ones.
-
-    Raises:
-        ValueError: the list is empty, or an entry is not a valid symbol or
-            repeats an earlier one.
-    """
-    if symbols is None:
-        return list(DEFAULT_UNIVERSE)
-    if isinstance(symbols, str) or not symbols:
-        raise ValueError("expected a non-empty list of symbols")
-    listings: list[Listing] = []
-    seen: set[str] = set()
-    for entry in symbols:
-        symbol = entry.strip().upper() if isinstance(entry, str) else ""
-        if not SYMBOL_PATTERN.match(symbol):
-            raise ValueError(
-                f"invalid symbol {entry!r}: expected 1-12 characters of A-Z, 0-9, '.' and '-'"
-            )
-        if symbol in seen:
-            raise ValueError(f"duplicate symbol {entry!r}")
-        seen.add(symbol)
-        listings.append(_BY_SYMBOL.get(symbol) or _generated_listing(symbol, seed))
-    return listings
 
 
 class _SymbolState:

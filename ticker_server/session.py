@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from .bars import BarStore
-from .bars_answer import answer_bars
+from .bars_answer import BarsAnswer, EncodedRuns, start_answer
 from .conflation import SymbolBook
 from .limits import TokenBucket
 from .protocol import (
@@ -41,6 +41,7 @@ __all__ = [
     "ABUSE_LIMIT",
     "CLOSE_POLICY",
     "MAX_DEFERRED",
+    "MAX_PIPELINED",
     "MarketView",
     "Outcome",
     "Session",
@@ -56,6 +57,9 @@ MAX_DEFERRED = 8
 """Requests held, unanswered, for a client above the buffer limit (it is not reading its
 replies); one more closes it with 1008. So what a client has queued stays within
 max_buffer + one reply + MAX_DEFERRED requests, whatever it sends."""
+MAX_PIPELINED = 64
+"""Requests held behind a ``bars`` answer still being written to a client that reads;
+one more closes it with 1008 (the request rate limit keeps an honest client far below)."""
 
 
 @dataclass(slots=True)
@@ -75,6 +79,8 @@ class MarketView:
     request_burst: float
     bars: BarStore
     """Every symbol's bars, which ``bars`` requests are answered from."""
+    runs: EncodedRuns = field(default_factory=EncodedRuns)
+    """Encoded runs of ``bars``' closed bars, shared by all sessions (new with ``bars``)."""
 
 
 @dataclass(slots=True)
@@ -94,6 +100,9 @@ class Outcome:
     """Codes of the error messages among ``frames``, for the counters."""
     close: tuple[int, str] | None = None
     """Close the connection with this code and reason."""
+    answer: BarsAnswer | None = None
+    """A ``bars`` answer to write after ``frames``, a slice per :meth:`Session.pull`
+    (the gateway spreads it over loop turns, fairly between clients)."""
 
     def error(self, message: Error) -> None:
         self.frames.append(encode(message))
@@ -129,14 +138,17 @@ class Session:
         name: the client's address, for log lines.
     """
 
-    __slots__ = ("bucket", "deferred", "market", "name")
+    __slots__ = ("answering", "bucket", "deferred", "market", "name")
 
     def __init__(self, market: MarketView, now: float, name: str = "?") -> None:
         self.market = market
         self.name = name
         self.bucket = TokenBucket(market.request_rate, market.request_burst, now)
         self.deferred: list[str | bytes] | None = None
-        """Requests that came while the client was blocked, answered once it drains."""
+        """Requests that came while the client was blocked or an answer was being written,
+        answered once it drains and the answer is out."""
+        self.answering: BarsAnswer | None = None
+        """The ``bars`` answer being written, a slice at a time (see :meth:`pull`)."""
 
     def receive(
         self, message: str | bytes, now: float, held: Collection[str], blocked: bool
@@ -160,10 +172,10 @@ class Session:
                 log.warning("rate limiting %s", self.name)
             outcome.error(Error(code="rate_limited", message="too many requests; slow down"))
             return outcome
-        if blocked or self.deferred:
+        if blocked or self.deferred or self.answering is not None:
             deferred = self.deferred = self.deferred or []
-            if len(deferred) >= MAX_DEFERRED:
-                log.warning("closing %s: %d requests while not reading", self.name, MAX_DEFERRED)
+            if len(deferred) >= (MAX_DEFERRED if blocked else MAX_PIPELINED):
+                log.warning("closing %s: %d requests while not reading", self.name, len(deferred))
                 outcome.close = (CLOSE_POLICY, "requests sent while not reading replies")
             else:
                 deferred.append(message)
@@ -172,10 +184,13 @@ class Session:
         return outcome
 
     def resume(self, now: float, held: Collection[str]) -> Outcome | None:
-        """Answer the oldest request held while the client was blocked (None: none left).
+        """Answer the oldest request held while the client was blocked (None: none left, or
+        an answer is still being written).
 
         The gateway calls it until it returns None or the client blocks again.
         """
+        if self.answering is not None:
+            return None
         if not self.deferred:
             self.deferred = None
             return None
@@ -184,6 +199,18 @@ class Session:
         if not self.deferred:
             self.deferred = None
         return outcome
+
+    def pull(self) -> list[bytes]:
+        """The next slice of the ``bars`` answer being written: the frames completed by
+        encoding its next bars (often none). When the last frame is out,
+        :attr:`answering` is None and held requests may be resumed."""
+        answer = self.answering
+        if answer is None:
+            return []
+        frames = answer.step()
+        if answer.done:
+            self.answering = None
+        return frames
 
     # -- requests --------------------------------------------------------------------
 
@@ -208,7 +235,9 @@ class Session:
             elif isinstance(request, Ping):
                 outcome.frames.append(encode(Pong(ts=now, id=request.id)))
             elif isinstance(request, BarsRequest):
-                outcome.frames.extend(answer_bars(self.market.bars, request))
+                outcome.answer = self.answering = start_answer(
+                    self.market.bars, request, self.market.runs
+                )
         except ProtocolError as exc:
             outcome.error(exc.to_message())
         except Exception:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticker_server.bars import BarStore
-from ticker_server.bars_answer import answer_bars, encode_bar, encode_bars
+from ticker_server.bars_answer import (
+    EncodedRuns,
+    answer_bars,
+    encode_bar,
+    encode_bars,
+    select_bars,
+    start_answer,
+)
 from ticker_server.protocol import MAX_FRAME, BarsRequest, Tick
 
 
@@ -68,3 +75,60 @@ def test_limit_and_before_select_the_newest_bars_before_a_time() -> None:
     assert [b["t"] for b in older] == [1997, 1998, 1999]
     assert [b["o"] for b in older] == [109.97, 109.98, 109.99]
     assert answer(store, symbol="AAPL", interval=60, before=900)[0] == []
+
+
+def per_bar(store: BarStore, request: BarsRequest) -> list[bytes]:
+    """The page's bars the obvious way: each row encoded alone, the forming one marked."""
+    page, partial = select_bars(store, request.symbol, request.interval, request.limit, None)
+    rows = page.tolist()
+    return [encode_bar(row, partial and i == len(rows) - 1) for i, row in enumerate(rows)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3000), st.lists(st.integers(0, 30), max_size=20))
+def test_an_answer_written_in_steps_is_every_bar_once_in_frames_within_max_frame(
+    limit: int, ingest_at: list[int]
+) -> None:
+    """Stepped to the end, an answer's frames hold exactly the page's bars in order, each frame
+    within MAX_FRAME and only the last done; ticks taken between steps change nothing."""
+    store = store_with(3000)
+    request = BarsRequest(type="bars", symbol="AAPL", interval=1, limit=limit, id="x")
+    bars = per_bar(store, request)
+    expected = answer_bars(store, request)
+    answer = start_answer(store, request)
+    frames: list[bytes] = []
+    seq = 3000
+    for step in range(10_000):
+        if answer.done:
+            break
+        if step in ingest_at:  # the store moves on while the answer is written
+            seq += 1
+            store.ingest([Tick(symbol="AAPL", seq=seq, ts=1000.0 + seq, price=1, bid=1, ask=2,
+                               size=1, volume=seq)])  # fmt: skip
+        frames += answer.step()
+    assert answer.step() == []
+    assert frames == expected
+    assert all(len(frame) <= MAX_FRAME for frame in frames)
+    messages = [json.loads(frame) for frame in frames]
+    assert [m["done"] for m in messages] == [False] * (len(frames) - 1) + [True]
+    assert [json.loads(b) for b in bars] == [b for m in messages for b in m["bars"]]
+
+
+def test_cached_runs_give_the_same_frames_and_never_hold_the_forming_bar() -> None:
+    """Answers sharing a cache of encoded runs equal answers without one, reuse the inner runs
+    of overlapping pages, and show the forming bar as it is now, not as it was cached."""
+    store = store_with(3000)
+    runs = EncodedRuns()
+    for limit, before in ((3000, None), (2000, None), (1000, 3500), (2500, 3900)):
+        request = BarsRequest(type="bars", symbol="AAPL", interval=1, limit=limit, before=before)
+        assert answer_bars(store, request, runs) == answer_bars(store, request)
+    assert runs.hits >= 10 and 0 < runs.nbytes <= runs.capacity
+    request = BarsRequest(type="bars", symbol="AAPL", interval=5, limit=10)
+    before = answer_bars(store, request, runs)
+    store.ingest([Tick(symbol="AAPL", seq=3001, ts=3999.5, price=1, bid=1, ask=2, size=7,
+                       volume=1)])  # fmt: skip
+    after = answer_bars(store, request, runs)
+    assert after == answer_bars(store, request) and after != before
+    small = EncodedRuns(capacity=30_000)
+    answer_bars(store, BarsRequest(type="bars", symbol="AAPL", interval=1, limit=3000), small)
+    assert 0 < small.nbytes <= 30_000
