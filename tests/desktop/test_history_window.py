@@ -202,7 +202,9 @@ async def test_reconnect_fills_the_outage_with_bars(desk: Desk) -> None:
             restored = time.time()
             relay.restore()
             await log.wait_for(StateChanged, lambda e: e.state is ConnectionState.LIVE, start=start)
-            await loaded(window.bridge.history, loads + 1)
+            # The refill loads both widths this chart has asked for (1 min at open, then 1 s),
+            # in either order: wait for both pages, not the first.
+            await loaded(window.bridge.history, loads + 2)
             mine = held(window, "AAPL", 1.0)
             outage = (mine["t"] > cut_at) & (mine["t"] < cut_at + 2.0)
             assert np.count_nonzero(outage) >= 2, "the outage's seconds have candles"
