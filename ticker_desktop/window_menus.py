@@ -172,7 +172,8 @@ def restore_settings(window: MainWindow) -> None:
     splitter = s.value("window/splitter")
     if isinstance(splitter, QByteArray):
         window.splitter.restoreState(splitter)
-    mode = s.value("chart/mode", "line")
+    # A first run opens on candles: a session of 1-minute bars is there at once.
+    mode = s.value("chart/mode", "candles")
     window.mode_box.setCurrentIndex(max(0, window.mode_box.findData(mode)))
     try:
         interval = float(str(s.value("chart/interval", 60.0)))

@@ -58,6 +58,9 @@ class Desk:
         settings = settings or QSettings(
             str(self.tmp_path / "settings.ini"), QSettings.Format.IniFormat
         )
+        if not settings.contains("chart/mode"):
+            # These tests were written on the line chart; a first run opens on candles.
+            settings.setValue("chart/mode", "line")
         window = make_window(url, symbols, settings, FAST)
         self.logs[window] = EventLog(window.client)
         window.resize(1200, 760)
@@ -357,3 +360,13 @@ async def test_grid_shows_every_symbol_and_double_click_opens_one(desk: Desk) ->
         QTest.mouseDClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=point)
         await until(lambda: window.charts.currentWidget() is window.chart, "the large chart")
         assert window.current == "MSFT"
+
+
+async def test_a_first_run_opens_on_one_minute_candles(qapp: QApplication, tmp_path: Path) -> None:
+    """With no settings yet, the chart opens on 1-minute candles, where the session's bars show at once."""
+    settings = QSettings(str(tmp_path / "fresh.ini"), QSettings.Format.IniFormat)
+    window = make_window("ws://127.0.0.1:9", ["AAPL"], settings, FAST, remember_url=False)
+    try:
+        assert window.chart_mode() == ("candles", 60.0)
+    finally:
+        window.deleteLater()
